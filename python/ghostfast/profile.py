@@ -36,6 +36,7 @@ _POOL_OPS = {"max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "mean", "ada
 _BN_OPS = {"_native_batch_norm_legit_no_training", "native_batch_norm", "batch_norm", "_native_batch_norm_legit"}
 _CONV_OPS = {"conv2d", "convolution", "_convolution"}
 _MATMUL_OPS = {"addmm", "mm", "bmm"}
+_STRUCTURAL_OPS = {"cat"}  # no arithmetic, but the structure table needs to see them
 
 
 @dataclass
@@ -279,7 +280,7 @@ def _layer_rows(events, modules: dict[str, nn.Module]) -> list[LayerRow]:
             current.output_shape = shape or current.output_shape
             current.macs += macs
             current.ops += ops
-        elif ops:
+        elif ops or op in _STRUCTURAL_OPS:
             current = None
             rows.append(LayerRow(f"{mod_name}[{op}]", op, shape, 0, macs, ops))
     return rows
