@@ -7,7 +7,7 @@ import pytest
 
 import ghostfast
 from ghostfast.backends import get_backend
-from ghostfast.bench import prepare_model
+from ghostfast.benchmark import prepare_model
 
 
 @pytest.fixture

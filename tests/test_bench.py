@@ -35,7 +35,8 @@ def test_threads_are_set_for_the_run_and_restored():
             return x
 
     r = ghostfast.bench(Probe(), iters=2, warmup=0, threads=1, input_size=8)
-    assert r.threads == 1 and set(seen) == {1}
+    # The first forward checks the input size before the run; the two timed ones run on one thread.
+    assert r.threads == 1 and seen[1:] == [1, 1]
     assert torch.get_num_threads() == before
 
 

@@ -33,7 +33,7 @@ def cmd_list(args) -> str:
 
 
 def cmd_profile(args) -> str:
-    from .profile import profile
+    from .profiler import profile
 
     prof = profile(args.model, _input_size(args.input_size))
     if args.format == "json":
@@ -47,7 +47,7 @@ def cmd_profile(args) -> str:
 
 
 def cmd_structure(args) -> str:
-    from .structure import structure, structure_summary
+    from .stage_table import structure, structure_summary
 
     if args.model is None:
         rows = structure_summary()
@@ -59,7 +59,7 @@ def cmd_structure(args) -> str:
 
 
 def cmd_bench(args) -> str:
-    from .bench import bench
+    from .benchmark import bench
 
     r = bench(args.model, iters=args.iters, backend=args.backend, threads=args.threads, batch=args.batch,
               warmup=args.warmup, input_size=_input_size(args.input_size))
@@ -69,7 +69,7 @@ def cmd_bench(args) -> str:
 
 
 def cmd_compare(args) -> str:
-    from .compare import compare
+    from .comparison import compare
 
     records = compare(models=_csv_list(args.models) if args.models else None, backends=_csv_list(args.backends),
                       threads=args.threads, batch=args.batch, iters=args.iters, warmup=args.warmup,
@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if getattr(args, "output", None):
         with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+            f.write(text.rstrip("\n") + "\n")
     else:
-        print(text)
+        print(text.rstrip("\n"))
     return 0
 
 

@@ -5,9 +5,9 @@ import itertools
 from collections.abc import Iterable, Sequence
 
 from .backends import get_backend
-from .bench import _positive_int, bench, default_warmup
+from .benchmark import _positive_int, bench, default_warmup
 from .models import registry
-from .profile import profile
+from .profiler import profile
 from .published import published
 
 

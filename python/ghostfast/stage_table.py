@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from .models import registry
 from .models.layers import SEModule
-from .profile import Profile, input_shape, profile
+from .profiler import Profile, input_shape, profile
 
 _ACT_NAMES = {
     nn.ReLU: "RE", nn.ReLU6: "RE6", nn.Hardswish: "HS", nn.SiLU: "Swish", nn.Sigmoid: "sigmoid",

@@ -10,7 +10,7 @@ import torch.nn as nn
 from . import env
 from .backends import get_backend
 from .models import registry
-from .profile import input_shape, run_forward
+from .profiler import input_shape, run_forward
 from .stats import summarize_ns
 
 

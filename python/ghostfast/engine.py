@@ -1,0 +1,113 @@
+"""The native engine: ``compile`` a zoo model (or a model built from zoo blocks), ``run`` it, ``save`` / ``load``.
+
+This module imports numpy and the compiled core only; ``compile`` imports torch when called. A saved engine
+loads and runs in a process that never imports torch.
+
+Concurrency: ``Engine.run`` releases the GIL. Calls on one engine from several Python threads are safe and run
+one at a time (they share the engine's activation arena); for parallel inference use one engine per thread,
+each with its own ``threads`` setting.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from . import _core
+from .program import Program, load_program, save_program
+
+
+class Engine:
+    """A compiled model. ``engine.run(x)`` maps a float32 NCHW batch (numpy or torch) to logits (numpy)."""
+
+    def __init__(self, program: Program, threads: int = 1, isa: str | None = None) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        if isa is not None and isa not in ("generic", "avx2", "avx512"):
+            raise ValueError(f"isa must be None, 'generic', 'avx2' or 'avx512', got {isa!r}")
+        self.program = program
+        self._core = _core.Engine(**program.core_args(), threads=threads, isa=isa or "")
+
+    # ---- running -----------------------------------------------------------------------------------------
+    def run(self, x) -> np.ndarray:
+        """Logits (N, classes) for ``x``: float32, NCHW, C-contiguous, 1 <= N <= max_batch."""
+        return self._core.run(x)
+
+    __call__ = run
+
+    def time(self, x, iters: int, warmup: int = 0) -> np.ndarray:
+        """Per-iteration nanoseconds of ``iters`` runs on ``x``, timed in C++ without the GIL."""
+        return self._core.time(x, iters, warmup)
+
+    def profile(self, x=None, iters: int = 20) -> dict:
+        """Mean time per op and per op type over ``iters`` runs (``x``: random input at max batch 1 if None)."""
+        if x is None:
+            x = np.random.default_rng(0).standard_normal((1, *self.input_shape), dtype=np.float32)
+        rows = [{"op": n, "type": t, "mean_us": ns / 1e3} for n, t, ns in self._core.profile_ops(x, iters)]
+        by_type: dict[str, float] = defaultdict(float)
+        for r in rows:
+            by_type[r["type"]] += r["mean_us"]
+        return {"ops": rows, "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
+                "total_us": sum(r["mean_us"] for r in rows)}
+
+    # ---- properties --------------------------------------------------------------------------------------
+    max_batch = property(lambda self: self._core.max_batch)
+    input_shape = property(lambda self: tuple(self._core.input_shape), doc="(C, H, W) of one image")
+    classes = property(lambda self: self._core.classes)
+    threads = property(lambda self: self._core.threads)
+    isa = property(lambda self: self._core.isa, doc="the kernel table in use: generic, avx2 or avx512")
+    arena_bytes = property(lambda self: self._core.arena_bytes, doc="activation memory, planned at compile time")
+    packed_weight_bytes = property(lambda self: self._core.packed_weight_bytes)
+    num_ops = property(lambda self: self._core.num_ops)
+    model = property(lambda self: self.program.meta.get("model", "?"))
+
+    def save(self, path) -> None:
+        """Write a versioned compiled-model file (see :mod:`ghostfast.program`)."""
+        save_program(self.program, path)
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return (f"Engine({self.model}, input (N<={self.max_batch}, {c}, {h}, {w}) -> {self.classes} classes, "
+                f"{self.num_ops} ops, {self.isa}, threads={self.threads}, arena {self.arena_bytes / 2**20:.2f} MiB)")
+
+
+def compile(model_or_name, input_size=None, batch: int = 1, threads: int = 1, isa: str | None = None) -> Engine:  # noqa: A001
+    """Lower an eval-mode zoo model (name or module) to the native engine.
+
+    ``input_size``: H, (H, W) or (C, H, W); the zoo model's own size by default. ``batch``: the largest batch
+    ``run`` will accept. ``threads``: 1 runs on the calling thread only. ``isa``: force a kernel table.
+    """
+    import torch.nn as nn
+
+    from .lower import lower
+    from .models import registry
+    from .profiler import input_shape
+
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 4096:
+        raise ValueError(f"batch must be an int in [1, 4096], got {batch!r}")
+    if isinstance(model_or_name, str):
+        spec = registry.spec(model_or_name)
+        model, label, default = registry.create(spec.name), spec.name, spec.input_size
+    elif isinstance(model_or_name, nn.Module):
+        model = model_or_name
+        label = getattr(model, "zoo_name", type(model).__name__)
+        default = registry.spec(model.zoo_name).input_size if hasattr(model, "zoo_name") else None
+    else:
+        raise TypeError(f"expected a model name or torch.nn.Module, got {type(model_or_name).__name__}")
+    size = input_size if input_size is not None else default
+    if size is None:
+        raise ValueError("input_size is required for a module that is not from the zoo")
+    shape = input_shape(size)[1:]
+    was_training = model.training
+    model.eval()
+    try:
+        program = lower(model, shape, batch)
+    finally:
+        model.train(was_training)
+    program.meta = {"model": label, "input_shape": list(shape)}
+    return Engine(program, threads=threads, isa=isa)
+
+
+def load(path, threads: int = 1, isa: str | None = None) -> Engine:
+    """An engine from a file written by :meth:`Engine.save`; needs numpy only."""
+    return Engine(load_program(path), threads=threads, isa=isa)
