@@ -1,0 +1,849 @@
+// The optimized kernels, written once for every ISA. This file is included by each ISA translation unit
+// (generic.cpp, avx2.cpp, avx512.cpp) INSIDE that unit's own namespace, after the unit has defined its vector
+// traits. Everything here is `static` (internal linkage), so nothing compiled with AVX-512 flags can ever be
+// merged by the linker into code that a baseline caller reaches. No std:: templates here for the same reason
+// (their instantiations are COMDAT and shared across translation units).
+//
+// The traits each ISA unit provides before including this file:
+//   vf, vmask                    a vector of kW floats; a "first n lanes" mask for channel tails
+//   kW                           floats per vector
+//   kPwMR, kPwNV                 pointwise micro-tile: kPwMR rows x (kPwNV * kW) columns of accumulators
+//   kPwMR1                       rows of the one-vector-wide tile used for narrow tail panels
+//   kConvXB, kConvNV             dense conv micro-tile: kConvXB output pixels x (kConvNV * kW) output channels
+//   kDwXB                        depthwise: output pixels accumulated at once along a row
+//   v_load/v_store               unaligned full-vector load/store
+//   v_mask(n), v_loadm, v_storem first-n-lanes (1 <= n <= kW) masked load (other lanes 0) / store (others untouched)
+//   v_bcast(p), v_set1, v_zero   broadcasts
+//   v_fma(a, b, c) = a * b + c, v_add, v_sub, v_mul, v_div
+//   v_max(x, c), v_min(x, c)     return x when x is NaN (so activations propagate NaN)
+//   v_pow2_from_magic(t)         the float 2^n where t = 1.5 * 2^23 + n (n an integer, |n| < 2^22)
+// No kernel allocates, locks, or assumes alignment (activation slices at channel offsets are 4-byte aligned).
+
+#ifndef GF_KERNEL_MACROS
+#define GF_KERNEL_MACROS
+#define GF_INLINE inline __attribute__((always_inline))
+// Full unrolling of the constant-trip-count loops over accumulators is what keeps them in registers.
+#define GF_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+static_assert(kPwNV >= 1 && kPwNV <= 3, "pointwise tiles are 1..3 vectors wide");
+static_assert(kConvNV >= 1 && kConvNV <= 3, "conv tiles are 1..3 vectors wide");
+
+static constexpr int kPwNR = kPwNV * kW;      // columns per packed pointwise panel
+static constexpr int kConvNR = kConvNV * kW;  // output channels per packed conv panel
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small scalar helpers (no <algorithm> in ISA units).
+
+static GF_INLINE int32_t imin(int32_t a, int32_t b) { return a < b ? a : b; }
+static GF_INLINE int32_t imax(int32_t a, int32_t b) { return a > b ? a : b; }
+static GF_INLINE int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+static GF_INLINE int32_t div_up(int32_t a, int32_t b) { return (a + b - 1) / b; }
+
+// A vector load/store that is masked only when the caller is the channel tail (kTail is a compile-time flag,
+// so full tiles pay nothing for the tail's existence).
+template <bool kTail>
+static GF_INLINE vf v_load_t(const float* p, vmask m) {
+    if (kTail) return v_loadm(p, m);
+    return v_load(p);
+}
+template <bool kTail>
+static GF_INLINE void v_store_t(float* p, vf v, vmask m) {
+    if (kTail)
+        v_storem(p, v, m);
+    else
+        v_store(p, v);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Activations, in registers.
+
+// exp(x): Cody-Waite range reduction x = n*ln2 + r, |r| <= ln2/2, then a degree-7 polynomial for e^r (Cephes
+// coefficients; measured max relative error 8.1e-8, ~1.4 ulp, over [-87.3, 88.3]), scaled by 2^n built directly in the exponent bits. The input is clamped to the range
+// where 2^n stays a normal float, so there is no overflow (e^88.376 ~ 2.4e38) and no denormal scale; the clamp
+// keeps NaN (v_max/v_min return x for NaN x) and NaN then survives every later operation.
+static GF_INLINE vf v_exp(vf x) {
+    x = v_min(v_max(x, v_set1(-87.33654f)), v_set1(88.37626f));
+    // Adding 1.5 * 2^23 rounds x*log2(e) to the nearest integer n and leaves n in the low mantissa bits of t:
+    // no float->int conversion (which would be undefined for NaN in portable code).
+    const vf magic = v_set1(12582912.0f);
+    const vf t = v_fma(x, v_set1(1.44269504088896341f), magic);
+    const vf n = v_sub(t, magic);
+    // ln2 split in two: n * 0.693359375 is exact (9 significant bits), the second term carries the rest.
+    vf r = v_fma(n, v_set1(-0.693359375f), x);
+    r = v_fma(n, v_set1(2.12194440e-4f), r);
+    vf p = v_set1(1.9875691500e-4f);
+    p = v_fma(p, r, v_set1(1.3981999507e-3f));
+    p = v_fma(p, r, v_set1(8.3334519073e-3f));
+    p = v_fma(p, r, v_set1(4.1665795894e-2f));
+    p = v_fma(p, r, v_set1(1.6666665459e-1f));
+    p = v_fma(p, r, v_set1(5.0000001201e-1f));
+    p = v_fma(p, v_mul(r, r), r);
+    p = v_add(p, v_set1(1.0f));
+    return v_mul(p, v_pow2_from_magic(t));
+}
+
+// Compile-time activation (for element-wise loops, dispatched once per call).
+template <int kAct>
+static GF_INLINE vf act_t(vf x) {
+    const Act act = static_cast<Act>(kAct);
+    if (act == Act::kReLU) return v_max(x, v_zero());
+    if (act == Act::kReLU6) return v_min(v_max(x, v_zero()), v_set1(6.0f));
+    if (act == Act::kHardSwish) {
+        const vf r6 = v_min(v_max(v_add(x, v_set1(3.0f)), v_zero()), v_set1(6.0f));
+        return v_mul(v_mul(x, r6), v_set1(1.0f / 6.0f));
+    }
+    if (act == Act::kHardSigmoid) {
+        const vf r6 = v_min(v_max(v_add(x, v_set1(3.0f)), v_zero()), v_set1(6.0f));
+        return v_mul(r6, v_set1(1.0f / 6.0f));
+    }
+    // The clamped exp keeps both forms finite: sigmoid(-inf) = 1/(1 + 2.4e38) ~ 4e-39, sigmoid(+inf) = 1.
+    // (A reciprocal estimate + Newton step instead of the divide measured no faster: the exp dominates.)
+    if (act == Act::kSiLU) return v_div(x, v_add(v_set1(1.0f), v_exp(v_sub(v_zero(), x))));
+    if (act == Act::kSigmoid) return v_div(v_set1(1.0f), v_add(v_set1(1.0f), v_exp(v_sub(v_zero(), x))));
+    return x;
+}
+
+// Run-time activation: one predictable switch per vector, for the post pass over stored tiles (act_rows).
+static GF_INLINE vf act_apply(vf x, Act act) {
+    switch (act) {
+        case Act::kNone: return x;
+        case Act::kReLU: return act_t<1>(x);
+        case Act::kReLU6: return act_t<2>(x);
+        case Act::kHardSwish: return act_t<3>(x);
+        case Act::kHardSigmoid: return act_t<4>(x);
+        case Act::kSiLU: return act_t<5>(x);
+        case Act::kSigmoid: return act_t<6>(x);
+    }
+    return x;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pointwise (1x1 conv / linear): C = act(A * W^T + bias + R), a register-blocked GEMM.
+//
+// Packed weights: ceil(n / kPwNR) column panels; panel p holds kPwNR floats of bias, then k rows of kPwNR
+// weights (row kk = W[p*kPwNR .. p*kPwNR+kPwNR)[kk]), zero-padded past n. The micro-tile loads one panel row per
+// k step and broadcasts one A element per tile row, so A needs no packing (it is usually a channel slice of a
+// wider activation buffer, read once per panel from L1/L2).
+
+static size_t pointwise_packed_size(int32_t k, int32_t n) {
+    const int64_t panels = div_up(n, kPwNR);
+    return static_cast<size_t>(panels * kPwNR * (static_cast<int64_t>(k) + 1));
+}
+
+static void pack_pointwise(const float* w, const float* bias, int32_t k, int32_t n, float* packed) {
+    const int32_t panels = div_up(n, kPwNR);
+    for (int32_t p = 0; p < panels; ++p) {
+        float* dst = packed + static_cast<int64_t>(p) * kPwNR * (static_cast<int64_t>(k) + 1);
+        for (int32_t j = 0; j < kPwNR; ++j) {
+            const int32_t col = p * kPwNR + j;
+            dst[j] = (col < n && bias) ? bias[col] : 0.0f;
+        }
+        for (int32_t kk = 0; kk < k; ++kk) {
+            float* row = dst + kPwNR + static_cast<int64_t>(kk) * kPwNR;
+            for (int32_t j = 0; j < kPwNR; ++j) {
+                const int32_t col = p * kPwNR + j;
+                row[j] = col < n ? w[static_cast<int64_t>(col) * k + kk] : 0.0f;
+            }
+        }
+    }
+}
+
+// Tile epilogues. The cheap activations are applied in registers before the single store: None, ReLU and ReLU6
+// are one clamp (branch-free, two ops), HardSwish and HardSigmoid a few more ops. SiLU and Sigmoid (exp +
+// divide, a long polynomial) run as a second, in-place pass over the just-stored tile, still in L1: that keeps
+// the exp code out of every tile shape's epilogue (a large code-size and i-cache win; the extra pass over L1
+// costs a fraction of the exp itself).
+enum EpiKind : int32_t { kEpiClamp = 0, kEpiHardSwish = 1, kEpiHardSigmoid = 2 };
+struct Epi {
+    vf lo, hi;      // the clamp (-inf, +inf for None and for the post-pass activations)
+    int32_t kind;   // EpiKind
+    bool post_pass; // SiLU / Sigmoid: apply `act` after the store
+    Act act;
+};
+static GF_INLINE Epi epi_for(Act act) {
+    const float inf = __builtin_inff();
+    Epi e;
+    e.lo = v_set1(act == Act::kReLU || act == Act::kReLU6 ? 0.0f : -inf);
+    e.hi = v_set1(act == Act::kReLU6 ? 6.0f : inf);
+    e.kind = act == Act::kHardSwish ? kEpiHardSwish : act == Act::kHardSigmoid ? kEpiHardSigmoid : kEpiClamp;
+    e.post_pass = act == Act::kSiLU || act == Act::kSigmoid;
+    e.act = act;
+    return e;
+}
+// One branch per tile, then straight-line code over the tile's accumulators.
+template <int N>
+static GF_INLINE void epi_apply(vf (&y)[N], const Epi& e) {
+    if (e.kind == kEpiHardSwish) {
+        GF_UNROLL for (int i = 0; i < N; ++i) y[i] = act_t<static_cast<int>(Act::kHardSwish)>(y[i]);
+    } else if (e.kind == kEpiHardSigmoid) {
+        GF_UNROLL for (int i = 0; i < N; ++i) y[i] = act_t<static_cast<int>(Act::kHardSigmoid)>(y[i]);
+    } else {
+        GF_UNROLL for (int i = 0; i < N; ++i) y[i] = v_min(v_max(y[i], e.lo), e.hi);
+    }
+}
+
+// act() in place over `rows` rows of `cols` floats (row stride `stride`): the post pass.
+__attribute__((noinline)) static void act_rows(float* p, int64_t stride, int32_t rows, int32_t cols, Act act) {
+    const int32_t full = cols / kW * kW;
+    const vmask m = v_mask(cols > full ? cols - full : kW);
+    for (int32_t r = 0; r < rows; ++r, p += stride) {
+        int32_t c = 0;
+        for (; c < full; c += kW) v_store(p + c, act_apply(v_load(p + c), act));
+        if (c < cols) v_storem(p + c, act_apply(v_loadm(p + c, m), act), m);
+    }
+}
+
+// One MR x (NV * kW) tile over the full k: accumulators start at the bias (the panel's first row), the epilogue
+// adds the residual, applies the activation and stores once. `cols` (1 .. NV * kW) columns exist; when the last
+// vector is partial it is stored (and the residual read) through `tail`.
+// Not inlined: with the caller's loop state out of the way the k loop gets every general-purpose register for
+// its row addresses (inlined, GCC spilled AVX-512's 8 row offsets into vector registers).
+template <int MR, int NV>
+__attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, int32_t k, const float* panel, float* c,
+                              int64_t c_stride, const float* res, int64_t r_stride, vmask tail, int32_t cols,
+                              const Epi& epi) {
+    vf acc[MR * NV];
+    GF_UNROLL for (int v = 0; v < NV; ++v) {
+        const vf b = v_load(panel + v * kW);
+        GF_UNROLL for (int r = 0; r < MR; ++r) acc[r * NV + v] = b;
+    }
+    const float* ap[MR];
+    GF_UNROLL for (int r = 0; r < MR; ++r) ap[r] = a + r * a_stride;
+    const float* w = panel + kPwNR;
+#pragma GCC unroll 4
+    for (int32_t kk = 0; kk < k; ++kk) {
+        vf b[NV];
+        GF_UNROLL for (int v = 0; v < NV; ++v) b[v] = v_load(w + v * kW);
+        w += kPwNR;
+        GF_UNROLL for (int r = 0; r < MR; ++r) {
+            const vf x = v_bcast(ap[r] + kk);
+            GF_UNROLL for (int v = 0; v < NV; ++v) acc[r * NV + v] = v_fma(x, b[v], acc[r * NV + v]);
+        }
+    }
+    const bool full = cols == NV * kW;
+    if (res) {
+        GF_UNROLL for (int r = 0; r < MR; ++r) {
+            const float* rr = res + r * r_stride;
+            GF_UNROLL for (int v = 0; v < NV; ++v) {
+                const vf rv = (v == NV - 1 && !full) ? v_loadm(rr + v * kW, tail) : v_load(rr + v * kW);
+                acc[r * NV + v] = v_add(acc[r * NV + v], rv);
+            }
+        }
+    }
+    epi_apply(acc, epi);
+    GF_UNROLL for (int r = 0; r < MR; ++r) {
+        float* cr = c + r * c_stride;
+        GF_UNROLL for (int v = 0; v < NV; ++v) {
+            if (v == NV - 1 && !full)
+                v_storem(cr + v * kW, acc[r * NV + v], tail);
+            else
+                v_store(cr + v * kW, acc[r * NV + v]);
+        }
+    }
+    if (epi.post_pass) act_rows(c, c_stride, MR, cols, epi.act);
+}
+
+// The rows [m0, m1) of one panel: full MR tiles, then one smaller tile for the remainder rows.
+template <int NV, int MR>
+static GF_INLINE void pw_remainder(int32_t rows, const PointwiseArgs& args, int64_t m, const float* panel, int32_t n0,
+                                   vmask tail, int32_t cols, const Epi& epi) {
+    if constexpr (MR >= 1) {
+        if (rows == MR) {
+            pw_tile<MR, NV>(args.a + m * args.a_stride, args.a_stride, args.k, panel, args.c + m * args.c_stride + n0,
+                            args.c_stride, args.residual ? args.residual + m * args.r_stride + n0 : nullptr,
+                            args.r_stride, tail, cols, epi);
+        } else {
+            pw_remainder<NV, MR - 1>(rows, args, m, panel, n0, tail, cols, epi);
+        }
+    }
+}
+
+// Rows per tile: a one-vector tail panel gets taller tiles (kPwMR1 rows), so that it still has enough
+// independent accumulators to cover the FMA latency.
+template <int NV>
+static constexpr int pw_mr() {
+    return NV == 1 ? kPwMR1 : kPwMR;
+}
+static constexpr int64_t pw_row_align() {  // lcm(kPwMR, kPwMR1): row blocks split into whole tiles
+    int64_t l = kPwMR;
+    while (l % kPwMR1 != 0) l += kPwMR;
+    return l;
+}
+
+template <int NV>
+static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1, const float* panel, int32_t n0,
+                          vmask tail, int32_t cols, const Epi& epi) {
+    const PointwiseArgs args = args_ref;  // a local copy: see DwCtx
+    constexpr int MR = pw_mr<NV>();
+    int64_t m = m0;
+    for (; m + MR <= m1; m += MR) {
+        pw_tile<MR, NV>(args.a + m * args.a_stride, args.a_stride, args.k, panel, args.c + m * args.c_stride + n0,
+                        args.c_stride, args.residual ? args.residual + m * args.r_stride + n0 : nullptr,
+                        args.r_stride, tail, cols, epi);
+    }
+    if (m < m1) pw_remainder<NV, MR - 1>(static_cast<int32_t>(m1 - m), args, m, panel, n0, tail, cols, epi);
+}
+
+static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end, int32_t n_begin, int32_t n_end) {
+    if (m_begin >= m_end || n_begin >= n_end) return;
+    const Epi epi = epi_for(args.act);
+    const int64_t panel_stride = static_cast<int64_t>(kPwNR) * (static_cast<int64_t>(args.k) + 1);
+    // Rows per block: the block's A rows (~128 KiB) stay in L2 while every panel of [n_begin, n_end) sweeps
+    // over them; each panel (k x kPwNR floats) stays in L1/L2 across the block's row tiles.
+    int64_t mc = (128 * 1024) / (4 * (static_cast<int64_t>(args.k) + 1));
+    mc = mc / pw_row_align() * pw_row_align();
+    if (mc < pw_row_align()) mc = pw_row_align();
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += mc) {
+        const int64_t m1 = lmin(m0 + mc, m_end);
+        for (int32_t n0 = n_begin; n0 < n_end; n0 += kPwNR) {
+            const float* panel = args.packed + static_cast<int64_t>(n0 / kPwNR) * panel_stride;
+            const int32_t cols = imin(kPwNR, n_end - n0);
+            const int32_t nv = div_up(cols, kW);  // narrow tail panels skip their all-padding vectors
+            const int32_t last = cols - (nv - 1) * kW;
+            const vmask tail = v_mask(last);
+            if (nv == kPwNV) {
+                pw_panel_rows<kPwNV>(args, m0, m1, panel, n0, tail, cols, epi);
+            } else if (nv == 1) {
+                pw_panel_rows<1>(args, m0, m1, panel, n0, tail, cols, epi);
+            } else {
+                if constexpr (kPwNV == 3) pw_panel_rows<2>(args, m0, m1, panel, n0, tail, cols, epi);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Depthwise convolution, vectorized across channels.
+//
+// Packed weights: ceil(c / kW) channel tiles; tile t holds kW floats of bias, then k*k taps of kW floats
+// (tap i*k+j = w[t*kW .. t*kW+kW)[i][j]), zero-padded past c.
+
+static size_t depthwise_packed_size(int32_t channels, int32_t kernel) {
+    return static_cast<size_t>(div_up(channels, kW)) * kW * (static_cast<size_t>(kernel) * kernel + 1);
+}
+
+static void pack_depthwise(const float* w, const float* bias, int32_t channels, int32_t kernel, float* packed) {
+    const int32_t taps = kernel * kernel;
+    const int32_t tiles = div_up(channels, kW);
+    for (int32_t t = 0; t < tiles; ++t) {
+        float* dst = packed + static_cast<int64_t>(t) * kW * (taps + 1);
+        for (int32_t l = 0; l < kW; ++l) {
+            const int32_t c = t * kW + l;
+            dst[l] = (c < channels && bias) ? bias[c] : 0.0f;
+            for (int32_t tap = 0; tap < taps; ++tap)
+                dst[kW + tap * kW + l] = c < channels ? w[static_cast<int64_t>(c) * taps + tap] : 0.0f;
+        }
+    }
+}
+
+// Geometry of one output row shared by the depthwise, conv and pool kernels: valid kernel rows [i_lo, i_hi) and
+// the interior output columns [x_lo, x_hi) whose whole window lies inside the input (no bounds checks there).
+struct RowGeom {
+    int32_t iy0, i_lo, i_hi;
+};
+static GF_INLINE RowGeom row_geom(int32_t y, int32_t stride, int32_t pad, int32_t kernel, int32_t in_h) {
+    RowGeom g;
+    g.iy0 = y * stride - pad;
+    g.i_lo = imax(0, -g.iy0);
+    g.i_hi = imin(kernel, in_h - g.iy0);
+    return g;
+}
+static GF_INLINE void interior_cols(int32_t out_w, int32_t in_w, int32_t stride, int32_t pad, int32_t kernel,
+                                    int32_t* x_lo, int32_t* x_hi) {
+    const int32_t lo = div_up(pad, stride);
+    const int32_t room = in_w + pad - kernel;  // last interior x satisfies x*stride <= room
+    const int32_t hi = room < 0 ? 0 : imin(out_w, room / stride + 1);
+    *x_lo = imin(lo, out_w);
+    *x_hi = hi < *x_lo ? *x_lo : hi;
+}
+
+// XB consecutive output pixels of one channel tile, kernel size KS and stride S known at compile time.
+// Each input vector of a kernel row is loaded once and fed to every output of the block that uses it (with
+// stride 1 and k = 3 that is 10 loads for 24 FMAs at XB = 8, instead of 24), and the row's KS weight vectors
+// stay in registers. kFullRows: all KS kernel rows are inside the input (the row loop is unrolled); otherwise
+// rows [i_lo, i_hi). kClip: some input columns of the window are padding (blocks at the row's ends), and are
+// skipped: no load ever touches a position outside the input. `in` is the image origin at the tile's channel.
+template <int XB, int KS, int S, bool kTail, bool kFullRows, bool kClip>
+static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t in_stride, int32_t in_w,
+                               const RowGeom& g, int32_t ix0, const float* wt, float* out_px, int64_t out_stride,
+                               vmask m, int32_t cols, const Epi& epi) {
+    constexpr int kCols = (XB - 1) * S + KS;  // input columns the block reads
+    vf acc[XB];
+    const vf bias = v_load(wt);
+    GF_UNROLL for (int o = 0; o < XB; ++o) acc[o] = bias;
+    int32_t t_lo = 0, t_hi = kCols;
+    if (kClip) {
+        t_lo = imax(0, -ix0);
+        t_hi = imin(kCols, in_w - ix0);
+    }
+    auto kernel_row = [&](int32_t i) __attribute__((always_inline)) {
+        vf w[KS];
+        GF_UNROLL for (int j = 0; j < KS; ++j) w[j] = v_load(wt + kW + (i * KS + j) * kW);
+        // One pointer bumped column by column (valid columns are contiguous, from t_lo): with run-time strides,
+        // precomputed offsets for every unrolled column (30 for k = 3, XB = 8) would not fit the general-purpose
+        // registers and get spilled.
+        const float* px = in + static_cast<int64_t>(g.iy0 + i) * in_row_stride +
+                          static_cast<int64_t>(ix0 + t_lo) * in_stride;
+        GF_UNROLL for (int t = 0; t < kCols; ++t) {
+            if (kClip && (t < t_lo || t >= t_hi)) continue;
+            const vf v = v_load_t<kTail>(px, m);
+            px += in_stride;
+            GF_UNROLL for (int j = 0; j < KS; ++j) {
+                const int d = t - j;  // d = o * S: output o reads input column t through tap j
+                if (d >= 0 && d % S == 0 && d / S < XB) acc[d / S] = v_fma(v, w[j], acc[d / S]);
+            }
+        }
+    };
+    if (kFullRows) {
+        GF_UNROLL for (int i = 0; i < KS; ++i) kernel_row(i);
+    } else {
+        for (int32_t i = g.i_lo; i < g.i_hi; ++i) kernel_row(i);
+    }
+    epi_apply(acc, epi);
+    GF_UNROLL for (int o = 0; o < XB; ++o) v_store_t<kTail>(out_px + o * out_stride, acc[o], m);
+    if (epi.post_pass) act_rows(out_px, out_stride, XB, cols, epi.act);
+}
+
+// What the row loops need, copied out of DepthwiseArgs into a local: the vector stores (may_alias types) would
+// otherwise force every field to be reloaded from the caller's struct after each store.
+struct DwCtx {
+    const float* in;
+    const float* packed;
+    int64_t in_stride, in_row_stride, out_stride;
+    int32_t in_w, pad, out_w, full_tiles, rem;
+    vmask m;
+    Epi epi;
+};
+
+// All channel tiles of XB pixels starting at output column x. The tile loop is innermost so that the block's
+// input window (a few pixels x all channels) is reused from L1 by every tile, and the address arithmetic of the
+// window is computed once for all tiles.
+template <int XB, int KS, int S, bool kFullRows, bool kClip>
+static GF_INLINE void dw_block_tiles(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row) {
+    const int32_t ix0 = x * S - c.pad;
+    float* out_px = out_row + static_cast<int64_t>(x) * c.out_stride;
+    constexpr int32_t kTileStride = kW * (KS * KS + 1);
+    int32_t t = 0;
+    for (; t < c.full_tiles; ++t)
+        dw_block<XB, KS, S, false, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g, ix0,
+                                                     c.packed + static_cast<int64_t>(t) * kTileStride, out_px + t * kW,
+                                                     c.out_stride, c.m, kW, c.epi);
+    if (c.rem)
+        dw_block<XB, KS, S, true, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g, ix0,
+                                                    c.packed + static_cast<int64_t>(t) * kTileStride, out_px + t * kW,
+                                                    c.out_stride, c.m, c.rem, c.epi);
+}
+
+// One output block of XB pixels at column x, clipped only if its window reaches into the left/right padding.
+template <int XB, int KS, int S, bool kFullRows>
+static GF_INLINE void dw_block_any(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row, int32_t x_lo,
+                                   int32_t x_hi) {
+    if (x >= x_lo && x + XB <= x_hi)
+        dw_block_tiles<XB, KS, S, kFullRows, false>(c, g, x, out_row);
+    else
+        dw_block_tiles<XB, KS, S, kFullRows, true>(c, g, x, out_row);
+}
+
+// One output row in blocks of kDwXB pixels, then 4, then 1. The border pixels ride in the first and last
+// blocks (their padding columns skipped) instead of taking a slow one-pixel path.
+template <int KS, int S, bool kFullRows>
+static void dw_row(const DwCtx& ctx, const RowGeom& geom, float* out_row, int32_t x_lo, int32_t x_hi) {
+    const DwCtx c = ctx;  // locals: see DwCtx
+    const RowGeom g = geom;
+    int32_t x = 0;
+    for (; x + kDwXB <= c.out_w; x += kDwXB) dw_block_any<kDwXB, KS, S, kFullRows>(c, g, x, out_row, x_lo, x_hi);
+    if (kDwXB > 4)
+        for (; x + 4 <= c.out_w; x += 4) dw_block_any<4, KS, S, kFullRows>(c, g, x, out_row, x_lo, x_hi);
+    for (; x < c.out_w; ++x) dw_block_any<1, KS, S, kFullRows>(c, g, x, out_row, x_lo, x_hi);
+}
+
+template <int KS, int S>
+static void dw_rows(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
+    DwCtx c;
+    c.in = a.in;
+    c.packed = a.packed;
+    c.in_stride = a.in_stride;
+    c.in_row_stride = static_cast<int64_t>(a.in_w) * a.in_stride;
+    c.out_stride = a.out_stride;
+    c.in_w = a.in_w;
+    c.pad = a.pad;
+    c.out_w = a.out_w;
+    c.full_tiles = a.channels / kW;
+    c.rem = a.channels - c.full_tiles * kW;
+    c.m = v_mask(c.rem ? c.rem : kW);
+    c.epi = epi_for(a.act);
+    float* const out = a.out;
+    const int32_t in_h = a.in_h, out_w = a.out_w;
+    int32_t x_lo = 0, x_hi = 0;
+    interior_cols(a.out_w, a.in_w, S, a.pad, KS, &x_lo, &x_hi);
+    for (int32_t y = y_begin; y < y_end; ++y) {
+        const RowGeom g = row_geom(y, S, c.pad, KS, in_h);
+        float* out_row = out + static_cast<int64_t>(y) * out_w * c.out_stride;
+        if (g.i_lo == 0 && g.i_hi == KS)
+            dw_row<KS, S, true>(c, g, out_row, x_lo, x_hi);
+        else
+            dw_row<KS, S, false>(c, g, out_row, x_lo, x_hi);
+    }
+}
+
+// Kernel sizes / strides without a specialisation: one pixel at a time, taps clipped, run-time loops.
+template <bool kTail>
+static GF_INLINE void dw_pixel(const DepthwiseArgs& a, const RowGeom& g, int32_t x, int32_t c0, const float* wt,
+                               float* out, vmask m, int32_t cols, const Epi& epi) {
+    const int32_t k = a.kernel;
+    const int32_t ix0 = x * a.stride - a.pad;
+    const int32_t j_lo = imax(0, -ix0), j_hi = imin(k, a.in_w - ix0);
+    vf acc[1] = {v_load(wt)};
+    for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
+        const float* px = a.in + (static_cast<int64_t>(g.iy0 + i) * a.in_w + ix0 + j_lo) * a.in_stride + c0;
+        const float* w = wt + kW + (i * k + j_lo) * kW;
+        for (int32_t j = j_lo; j < j_hi; ++j, px += a.in_stride, w += kW)
+            acc[0] = v_fma(v_load_t<kTail>(px, m), v_load(w), acc[0]);
+    }
+    epi_apply(acc, epi);
+    v_store_t<kTail>(out, acc[0], m);
+    if (epi.post_pass) act_rows(out, 0, 1, cols, epi.act);
+}
+
+static void dw_rows_any(const DepthwiseArgs& args, int32_t y_begin, int32_t y_end) {
+    const DepthwiseArgs a = args;  // a local copy: see DwCtx
+    const int32_t full_tiles = a.channels / kW;
+    const int32_t rem = a.channels - full_tiles * kW;
+    const vmask m = v_mask(rem ? rem : kW);
+    const Epi epi = epi_for(a.act);
+    const int32_t tile_stride = kW * (a.kernel * a.kernel + 1);
+    for (int32_t y = y_begin; y < y_end; ++y) {
+        const RowGeom g = row_geom(y, a.stride, a.pad, a.kernel, a.in_h);
+        float* out_row = a.out + static_cast<int64_t>(y) * a.out_w * a.out_stride;
+        for (int32_t x = 0; x < a.out_w; ++x) {
+            float* out_px = out_row + static_cast<int64_t>(x) * a.out_stride;
+            int32_t t = 0;
+            for (; t < full_tiles; ++t)
+                dw_pixel<false>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
+                                kW, epi);
+            if (rem)
+                dw_pixel<true>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
+                               rem, epi);
+        }
+    }
+}
+
+static void depthwise(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
+    if (y_begin >= y_end || a.channels <= 0) return;
+    if (a.kernel == 3 && a.stride == 1) return dw_rows<3, 1>(a, y_begin, y_end);
+    if (a.kernel == 3 && a.stride == 2) return dw_rows<3, 2>(a, y_begin, y_end);
+    if (a.kernel == 5 && a.stride == 1) return dw_rows<5, 1>(a, y_begin, y_end);
+    if (a.kernel == 5 && a.stride == 2) return dw_rows<5, 2>(a, y_begin, y_end);
+    dw_rows_any(a, y_begin, y_end);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Dense k x k convolution (the stems): an implicit-im2col GEMM, vectorized over output channels.
+//
+// Packed weights: ceil(out_c / kConvNR) panels; panel p holds kConvNR floats of bias, then k*k*in_c rows of
+// kConvNR weights, row (i*k + j)*in_c + ic = w[p*kConvNR .. +kConvNR)[ic][i][j], zero-padded past out_c. The
+// micro-tile broadcasts one input value per output pixel and FMAs it into kConvNV vectors of output channels.
+
+static size_t conv_packed_size(int32_t in_c, int32_t out_c, int32_t kernel) {
+    const int64_t rows = static_cast<int64_t>(kernel) * kernel * in_c;
+    return static_cast<size_t>(div_up(out_c, kConvNR)) * kConvNR * static_cast<size_t>(rows + 1);
+}
+
+static void pack_conv(const float* w, const float* bias, int32_t in_c, int32_t out_c, int32_t kernel, float* packed) {
+    const int64_t rows = static_cast<int64_t>(kernel) * kernel * in_c;
+    const int32_t panels = div_up(out_c, kConvNR);
+    for (int32_t p = 0; p < panels; ++p) {
+        float* dst = packed + p * kConvNR * (rows + 1);
+        for (int32_t l = 0; l < kConvNR; ++l) {
+            const int32_t oc = p * kConvNR + l;
+            dst[l] = (oc < out_c && bias) ? bias[oc] : 0.0f;
+            for (int32_t i = 0; i < kernel; ++i)
+                for (int32_t j = 0; j < kernel; ++j)
+                    for (int32_t ic = 0; ic < in_c; ++ic) {
+                        const int64_t row = (static_cast<int64_t>(i) * kernel + j) * in_c + ic;
+                        dst[kConvNR + row * kConvNR + l] =
+                            oc < out_c ? w[((static_cast<int64_t>(oc) * in_c + ic) * kernel + i) * kernel + j] : 0.0f;
+                    }
+        }
+    }
+}
+
+// What the conv loops need, copied out of ConvArgs into a local (see DwCtx).
+struct ConvCtx {
+    const float* in;
+    int64_t in_stride, in_row_stride, out_stride, px_step;
+    int32_t in_w, in_c, kernel, stride, pad, out_w;
+    Epi epi;
+};
+
+// XB output pixels (consecutive columns from x) x NV vectors of output channels. KS, IC > 0: kernel size and
+// input channels known at compile time (the stems: 3 x 3 x 3), every kernel column inside the input, all taps
+// unrolled; otherwise run-time loops over kernel columns [j_lo, j_hi) (clipped for border pixels).
+template <int XB, int NV, int KS, int IC>
+static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, int32_t j_lo, int32_t j_hi,
+                                const float* panel, float* out_px, vmask tail, int32_t cols) {
+    vf acc[XB * NV];
+    GF_UNROLL for (int v = 0; v < NV; ++v) {
+        const vf b = v_load(panel + v * kW);
+        GF_UNROLL for (int o = 0; o < XB; ++o) acc[o * NV + v] = b;
+    }
+    const int32_t in_c = IC > 0 ? IC : c.in_c;
+    const int32_t k = KS > 0 ? KS : c.kernel;
+    if (KS > 0) j_lo = 0, j_hi = KS;
+    const int32_t ix0 = x * c.stride - c.pad;
+    // One FMA step: input channel values of the XB pixels (one broadcast each) times NV weight vectors.
+    auto step = [&](const float* const* px, int32_t off, const float* w) __attribute__((always_inline)) {
+        vf b[NV];
+        GF_UNROLL for (int v = 0; v < NV; ++v) b[v] = v_load(w + v * kW);
+        GF_UNROLL for (int o = 0; o < XB; ++o) {
+            const vf xv = v_bcast(px[o] + off);
+            GF_UNROLL for (int v = 0; v < NV; ++v) acc[o * NV + v] = v_fma(xv, b[v], acc[o * NV + v]);
+        }
+    };
+    for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
+        // A pointer per output pixel at its first valid tap of this kernel row.
+        const float* px[XB];
+        const float* row = c.in + static_cast<int64_t>(g.iy0 + i) * c.in_row_stride + static_cast<int64_t>(ix0 + j_lo) * c.in_stride;
+        GF_UNROLL for (int o = 0; o < XB; ++o) px[o] = row + o * c.px_step;
+        const float* w = panel + kConvNR + static_cast<int64_t>(i * k + j_lo) * in_c * kConvNR;
+        if constexpr (KS > 0 && IC > 0) {
+            GF_UNROLL for (int j = 0; j < KS; ++j) {
+                GF_UNROLL for (int ic = 0; ic < IC; ++ic) step(px, ic, w + (j * IC + ic) * kConvNR);
+                GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
+            }
+        } else {
+            for (int32_t j = j_lo; j < j_hi; ++j) {
+                for (int32_t ic = 0; ic < in_c; ++ic, w += kConvNR) step(px, ic, w);
+                GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
+            }
+        }
+    }
+    epi_apply(acc, c.epi);
+    const bool full = cols == NV * kW;
+    GF_UNROLL for (int o = 0; o < XB; ++o) {
+        float* dst = out_px + o * c.out_stride;
+        GF_UNROLL for (int v = 0; v < NV; ++v) {
+            if (v == NV - 1 && !full)
+                v_storem(dst + v * kW, acc[o * NV + v], tail);
+            else
+                v_store(dst + v * kW, acc[o * NV + v]);
+        }
+    }
+    if (c.epi.post_pass) act_rows(out_px, c.out_stride, XB, cols, c.epi.act);
+}
+
+// One output row of one panel: interior pixels in blocks of kConvXB, then one by one; border pixels clipped.
+template <int NV, int KS, int IC>
+static void conv_row_panel(const ConvCtx& ctx, const RowGeom& geom, float* out_row, const float* panel, int32_t x_lo,
+                           int32_t x_hi, vmask tail, int32_t cols) {
+    const ConvCtx c = ctx;  // locals: see DwCtx
+    const RowGeom g = geom;
+    int32_t x = 0;
+    auto border = [&](int32_t xb) {
+        const int32_t ix0 = xb * c.stride - c.pad;
+        conv_tile<1, NV, 0, 0>(c, g, xb, imax(0, -ix0), imin(c.kernel, c.in_w - ix0), panel,
+                               out_row + static_cast<int64_t>(xb) * c.out_stride, tail, cols);
+    };
+    for (; x < x_lo; ++x) border(x);
+    for (; x + kConvXB <= x_hi; x += kConvXB)
+        conv_tile<kConvXB, NV, KS, IC>(c, g, x, 0, c.kernel, panel, out_row + static_cast<int64_t>(x) * c.out_stride,
+                                       tail, cols);
+    for (; x < x_hi; ++x)
+        conv_tile<1, NV, KS, IC>(c, g, x, 0, c.kernel, panel, out_row + static_cast<int64_t>(x) * c.out_stride, tail,
+                                 cols);
+    for (; x < c.out_w; ++x) border(x);
+}
+
+template <int KS, int IC>
+static void conv_rows(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
+    ConvCtx c;
+    c.in = a.in;
+    c.in_stride = a.in_stride;
+    c.in_row_stride = static_cast<int64_t>(a.in_w) * a.in_stride;
+    c.out_stride = a.out_stride;
+    c.px_step = static_cast<int64_t>(a.stride) * a.in_stride;
+    c.in_w = a.in_w;
+    c.in_c = a.in_c;
+    c.kernel = a.kernel;
+    c.stride = a.stride;
+    c.pad = a.pad;
+    c.out_w = a.out_w;
+    c.epi = epi_for(a.act);
+    const int64_t panel_stride = static_cast<int64_t>(kConvNR) * (static_cast<int64_t>(a.kernel) * a.kernel * a.in_c + 1);
+    int32_t x_lo = 0, x_hi = 0;
+    interior_cols(a.out_w, a.in_w, a.stride, a.pad, a.kernel, &x_lo, &x_hi);
+    for (int32_t y = y_begin; y < y_end; ++y) {
+        const RowGeom g = row_geom(y, a.stride, a.pad, a.kernel, a.in_h);
+        float* out_row = a.out + static_cast<int64_t>(y) * a.out_w * a.out_stride;
+        for (int32_t n0 = 0; n0 < a.out_c; n0 += kConvNR) {
+            const float* panel = a.packed + static_cast<int64_t>(n0 / kConvNR) * panel_stride;
+            const int32_t cols = imin(kConvNR, a.out_c - n0);
+            const int32_t nv = div_up(cols, kW);
+            const vmask tail = v_mask(cols - (nv - 1) * kW);
+            if (nv == kConvNV) {
+                conv_row_panel<kConvNV, KS, IC>(c, g, out_row + n0, panel, x_lo, x_hi, tail, cols);
+            } else if (nv == 1) {
+                conv_row_panel<1, KS, IC>(c, g, out_row + n0, panel, x_lo, x_hi, tail, cols);
+            } else {
+                if constexpr (kConvNV == 3) conv_row_panel<2, KS, IC>(c, g, out_row + n0, panel, x_lo, x_hi, tail, cols);
+            }
+        }
+    }
+}
+
+static void conv(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
+    if (y_begin >= y_end || a.out_c <= 0) return;
+    if (a.kernel == 3 && a.in_c == 3) return conv_rows<3, 3>(a, y_begin, y_end);  // the stems
+    conv_rows<0, 0>(a, y_begin, y_end);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pools, vectorized across channels; taps clipped per pixel (pools are a tiny share of the work).
+
+template <bool kMax, bool kTail>
+static GF_INLINE void pool_pixel(const PoolArgs& a, const RowGeom& g, int32_t j_lo, int32_t j_hi, int32_t ix0,
+                                 int32_t c0, float* out, vmask m, vf scale) {
+    vf acc = kMax ? v_set1(-__builtin_inff()) : v_zero();
+    for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
+        const float* px = a.in + (static_cast<int64_t>(g.iy0 + i) * a.in_w + ix0 + j_lo) * a.in_stride + c0;
+        for (int32_t j = j_lo; j < j_hi; ++j, px += a.in_stride) {
+            const vf v = v_load_t<kTail>(px, m);
+            acc = kMax ? v_max(v, acc) : v_add(acc, v);
+        }
+    }
+    if (!kMax) acc = v_mul(acc, scale);
+    v_store_t<kTail>(out, acc, m);
+}
+
+template <bool kMax>
+static void pool_rows(const PoolArgs& args, int32_t y_begin, int32_t y_end) {
+    const PoolArgs a = args;  // a local copy: see DwCtx
+    if (y_begin >= y_end || a.channels <= 0) return;
+    const int32_t full_tiles = a.channels / kW;
+    const int32_t rem = a.channels - full_tiles * kW;
+    const vmask m = v_mask(rem ? rem : kW);
+    const vf scale = v_set1(1.0f / static_cast<float>(a.kernel * a.kernel));  // count_include_pad=True
+    for (int32_t y = y_begin; y < y_end; ++y) {
+        const RowGeom g = row_geom(y, a.stride, a.pad, a.kernel, a.in_h);
+        float* out_row = a.out + static_cast<int64_t>(y) * a.out_w * a.out_stride;
+        for (int32_t x = 0; x < a.out_w; ++x) {
+            const int32_t ix0 = x * a.stride - a.pad;
+            const int32_t j_lo = imax(0, -ix0), j_hi = imin(a.kernel, a.in_w - ix0);
+            float* out = out_row + static_cast<int64_t>(x) * a.out_stride;
+            int32_t t = 0;
+            for (; t < full_tiles; ++t) pool_pixel<kMax, false>(a, g, j_lo, j_hi, ix0, t * kW, out + t * kW, m, scale);
+            if (rem) pool_pixel<kMax, true>(a, g, j_lo, j_hi, ix0, t * kW, out + t * kW, m, scale);
+        }
+    }
+}
+
+static void max_pool(const PoolArgs& a, int32_t y_begin, int32_t y_end) { pool_rows<true>(a, y_begin, y_end); }
+static void avg_pool(const PoolArgs& a, int32_t y_begin, int32_t y_end) { pool_rows<false>(a, y_begin, y_end); }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Global average pool: four independent channel vectors per pass over the pixels, so the adds of one pixel
+// overlap instead of forming one latency chain.
+
+static void global_avg_pool(const float* in, int64_t pixels, int64_t in_stride, int32_t channels, float* out) {
+    const vf scale = v_set1(pixels > 0 ? 1.0f / static_cast<float>(pixels) : 0.0f);
+    int32_t c = 0;
+    for (; c + 4 * kW <= channels; c += 4 * kW) {
+        vf s0 = v_zero(), s1 = v_zero(), s2 = v_zero(), s3 = v_zero();
+        const float* p = in + c;
+        for (int64_t i = 0; i < pixels; ++i, p += in_stride) {
+            s0 = v_add(s0, v_load(p));
+            s1 = v_add(s1, v_load(p + kW));
+            s2 = v_add(s2, v_load(p + 2 * kW));
+            s3 = v_add(s3, v_load(p + 3 * kW));
+        }
+        v_store(out + c, v_mul(s0, scale));
+        v_store(out + c + kW, v_mul(s1, scale));
+        v_store(out + c + 2 * kW, v_mul(s2, scale));
+        v_store(out + c + 3 * kW, v_mul(s3, scale));
+    }
+    for (; c + kW <= channels; c += kW) {
+        vf s = v_zero();
+        const float* p = in + c;
+        for (int64_t i = 0; i < pixels; ++i, p += in_stride) s = v_add(s, v_load(p));
+        v_store(out + c, v_mul(s, scale));
+    }
+    if (c < channels) {
+        const vmask m = v_mask(channels - c);
+        vf s = v_zero();
+        const float* p = in + c;
+        for (int64_t i = 0; i < pixels; ++i, p += in_stride) s = v_add(s, v_loadm(p, m));
+        v_storem(out + c, v_mul(s, scale), m);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Element-wise kernels; the activation is a template argument so the inner loops carry no switch.
+
+template <int kAct>
+static void add_t(const float* a, int64_t a_stride, const float* b, int64_t b_stride, float* out, int64_t out_stride,
+                  int32_t channels, int64_t p_begin, int64_t p_end) {
+    const int32_t full = channels / kW * kW;
+    const vmask m = v_mask(channels > full ? channels - full : kW);
+    for (int64_t p = p_begin; p < p_end; ++p) {
+        const float* ap = a + p * a_stride;
+        const float* bp = b + p * b_stride;
+        float* op = out + p * out_stride;
+        int32_t c = 0;
+        for (; c < full; c += kW) v_store(op + c, act_t<kAct>(v_add(v_load(ap + c), v_load(bp + c))));
+        if (c < channels) v_storem(op + c, act_t<kAct>(v_add(v_loadm(ap + c, m), v_loadm(bp + c, m))), m);
+    }
+}
+
+static void add(const float* a, int64_t a_stride, const float* b, int64_t b_stride, float* out, int64_t out_stride,
+                int32_t channels, Act act, int64_t p_begin, int64_t p_end) {
+    switch (act) {
+        case Act::kNone: return add_t<0>(a, a_stride, b, b_stride, out, out_stride, channels, p_begin, p_end);
+        case Act::kReLU: return add_t<1>(a, a_stride, b, b_stride, out, out_stride, channels, p_begin, p_end);
+        case Act::kReLU6: return add_t<2>(a, a_stride, b, b_stride, out, out_stride, channels, p_begin, p_end);
+        case Act::kHardSwish: return add_t<3>(a, a_stride, b, b_stride, out, out_stride, channels, p_begin, p_end);
+        case Act::kHardSigmoid: return add_t<4>(a, a_stride, b, b_stride, out, out_stride, channels, p_begin, p_end);
+        case Act::kSiLU: return add_t<5>(a, a_stride, b, b_stride, out, out_stride, channels, p_begin, p_end);
+        case Act::kSigmoid: return add_t<6>(a, a_stride, b, b_stride, out, out_stride, channels, p_begin, p_end);
+    }
+}
+
+static void scale_channels(float* x, int64_t stride, const float* scale, int32_t channels, int64_t p_begin,
+                           int64_t p_end) {
+    const int32_t full = channels / kW * kW;
+    const vmask m = v_mask(channels > full ? channels - full : kW);
+    for (int64_t p = p_begin; p < p_end; ++p) {
+        float* xp = x + p * stride;
+        int32_t c = 0;
+        for (; c < full; c += kW) v_store(xp + c, v_mul(v_load(xp + c), v_load(scale + c)));
+        if (c < channels) v_storem(xp + c, v_mul(v_loadm(xp + c, m), v_loadm(scale + c, m)), m);
+    }
+}
+
+template <int kAct>
+static void activate_t(float* x, int64_t count) {
+    int64_t i = 0;
+    for (; i + kW <= count; i += kW) v_store(x + i, act_t<kAct>(v_load(x + i)));
+    if (i < count) {
+        const vmask m = v_mask(static_cast<int32_t>(count - i));
+        v_storem(x + i, act_t<kAct>(v_loadm(x + i, m)), m);
+    }
+}
+
+static void activate(float* x, int64_t count, Act act) {
+    switch (act) {
+        case Act::kNone: return;
+        case Act::kReLU: return activate_t<1>(x, count);
+        case Act::kReLU6: return activate_t<2>(x, count);
+        case Act::kHardSwish: return activate_t<3>(x, count);
+        case Act::kHardSigmoid: return activate_t<4>(x, count);
+        case Act::kSiLU: return activate_t<5>(x, count);
+        case Act::kSigmoid: return activate_t<6>(x, count);
+    }
+}
+
+// The table of this ISA, listed once here so every unit fills it the same way.
+#define GF_KERNEL_TABLE_ENTRIES(isa_name)                                                                        \
+    isa_name, kW, kPwNR, &pointwise_packed_size, &pack_pointwise, &depthwise_packed_size, &pack_depthwise,    \
+        &conv_packed_size, &pack_conv, &pointwise, &depthwise, &conv, &max_pool, &avg_pool, &global_avg_pool, \
+        &add, &scale_channels, &activate
