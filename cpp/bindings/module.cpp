@@ -12,6 +12,9 @@
 namespace nb = nanobind;
 using namespace nb::literals;
 
+void bind_engine(nb::module_& m);  // engine_bindings.cpp
+void bind_kernels(nanobind::module_& m);
+
 namespace {
 
 using NsArray = nb::ndarray<nb::numpy, int64_t, nb::ndim<1>>;
@@ -67,4 +70,7 @@ NB_MODULE(_core, m) {
 
     m.def("cpu_features", &ghostfast::cpu_feature_names,
           "Instruction-set features of this CPU, read at run time (CPUID + OS register state).");
+
+    bind_engine(m);
+    bind_kernels(m);
 }

@@ -1,0 +1,143 @@
+// The native engine: a validated program of fused ops over NHWC activation buffers planned into one arena.
+//
+// A program comes from the Python lowering (or from a saved file) and is untrusted: Engine's constructor checks
+// every index, shape and parameter and throws std::invalid_argument on anything inconsistent, so a corrupted
+// file gets an error, never an out-of-bounds access.
+//
+// Data model. A *buffer* is an NHWC activation tensor (per image: h x w pixels of c channels; max_batch images).
+// A *value* is a channel slice [c_offset, c_offset + c) of a buffer. Concat costs nothing because producers write
+// slices of one buffer; split / chunk are slices too. Ops read values and write one value.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ghostfast/kernels.h"
+#include "ghostfast/thread_pool.h"
+
+namespace ghostfast {
+
+enum class OpType : int32_t {
+    // params: [kernel, stride, pad, act]; tensors: [w (out_c, in_c, k, k), bias (out_c)]
+    kConv = 1,
+    // params: [groups, act]; inputs: [x] or [x, residual]; tensors: [w (out_c, in_c / groups), bias (out_c)]
+    // out = act(w x + bias + residual). Same spatial size in and out; also linear layers on 1x1 values.
+    kPointwise = 2,
+    // params: [kernel, stride, pad, act]; tensors: [w (c, k, k), bias (c)]
+    kDepthwise = 3,
+    // The Ghost module: primary 1x1 conv into channels [0, init), cheap depthwise of the primary output's
+    // first `cheap` channels into channels [init, init + cheap): no concat, no slice copy.
+    // params: [init, cheap, cheap_kernel, primary_act, cheap_act]; inputs: [x] or [x, residual];
+    // tensors: [pw (init, in_c), pb (init), dw (cheap, k, k), db (cheap)]
+    kGhost = 4,
+    // Squeeze-and-excitation: out = x * gate(fc2(act(fc1(mean_hw(x))))). params: [act, gate_act];
+    // tensors: [w1 (rd, c), b1 (rd), w2 (c, rd), b2 (c)]. The output may be the input value (in place).
+    kSqueezeExcite = 5,
+    // out = act(a + b). params: [act]; inputs: [a, b]
+    kAdd = 6,
+    // params: [kernel, stride, pad]
+    kMaxPool = 7,
+    kAvgPool = 8,
+    // Output value: (c, 1, 1).
+    kGlobalAvgPool = 9,
+    // PyTorch's channel_shuffle: out channel j * groups + i = in channel i * (c / groups) + j. params: [groups]
+    kChannelShuffle = 10,
+    kCopy = 11,
+    // params: [act]; the output may be the input value (in place).
+    kActivation = 12,
+};
+
+struct BufferSpec {
+    int32_t c = 0, h = 0, w = 0;
+};
+
+struct ValueSpec {
+    int32_t buffer = 0;
+    int32_t c_offset = 0;
+    int32_t c = 0;
+};
+
+struct OpSpec {
+    int32_t type = 0;
+    std::vector<int32_t> inputs;
+    int32_t output = 0;
+    std::vector<int32_t> params;
+    std::vector<int32_t> tensors;
+    std::string name;  // the source layer, for errors and the per-op profile
+};
+
+struct TensorSpec {
+    std::vector<int64_t> shape;
+    std::vector<float> data;
+};
+
+struct ProgramSpec {
+    int32_t max_batch = 1;
+    int32_t input_value = 0;   // (3, H, W) value the NCHW input is converted into
+    int32_t output_value = 0;  // (classes, 1, 1) value copied out as logits
+    std::vector<BufferSpec> buffers;
+    std::vector<ValueSpec> values;
+    std::vector<OpSpec> ops;
+    std::vector<TensorSpec> tensors;
+};
+
+struct View;
+
+struct OpTiming {
+    std::string name;
+    std::string type;
+    double mean_ns;
+};
+
+class Engine {
+public:
+    // isa: "" for the best table this CPU supports, else "generic" / "avx2" / "avx512".
+    Engine(ProgramSpec program, int threads, const std::string& isa);
+    ~Engine();
+
+    // input: n images, NCHW contiguous float32, 1 <= n <= max_batch. output: n x classes floats.
+    // Calls on one engine are serialized by a mutex (they share the arena); use one engine per thread
+    // for concurrent inference.
+    void run(const float* input, int32_t n, float* output);
+
+    // Per-op mean wall time over `iters` runs of `input` (n images).
+    std::vector<OpTiming> profile_ops(const float* input, int32_t n, int32_t iters);
+
+    const ProgramSpec& program() const { return program_; }
+    int32_t max_batch() const { return program_.max_batch; }
+    int32_t in_c() const;
+    int32_t in_h() const;
+    int32_t in_w() const;
+    int32_t classes() const;
+    int threads() const { return pool_.threads(); }
+    const char* isa() const { return kernels_->isa; }
+    size_t arena_bytes() const { return arena_floats_ * sizeof(float); }
+    size_t weight_bytes() const { return packed_floats_ * sizeof(float); }
+
+private:
+    struct Prepared;
+    void validate();
+    void pack_weights();
+    void plan_arena();
+    void run_locked(const float* input, int32_t n, float* output, std::vector<double>* op_ns);
+    void execute(size_t op_index, int32_t n);
+    View view_of(int32_t value) const;
+    template <class F>
+    void parallel(int64_t tasks, F& fn);
+
+    ProgramSpec program_;
+    const KernelTable* kernels_;
+    ThreadPool pool_;
+    std::vector<std::unique_ptr<Prepared>> prepared_;
+    std::vector<size_t> buffer_offset_;  // floats, per buffer
+    float* arena_ = nullptr;
+    size_t arena_floats_ = 0;
+    size_t packed_floats_ = 0;
+    std::vector<float> scratch_;  // SE pooled / hidden / gate vectors
+    std::mutex mutex_;
+};
+
+}  // namespace ghostfast

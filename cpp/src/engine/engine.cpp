@@ -1,0 +1,448 @@
+// Engine construction: validation of an untrusted program, weight packing, arena planning.
+#include "ghostfast/engine.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "engine/engine_internal.h"
+
+namespace ghostfast {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
+
+std::string op_label(const OpSpec& op, size_t index) {
+    return "op " + std::to_string(index) + (op.name.empty() ? "" : " (" + op.name + ")");
+}
+
+struct OpShape {
+    size_t inputs_min, inputs_max, params, tensors;
+};
+
+OpShape op_shape(OpType t) {
+    switch (t) {
+        case OpType::kConv: return {1, 1, 4, 2};
+        case OpType::kPointwise: return {1, 2, 2, 2};
+        case OpType::kDepthwise: return {1, 1, 4, 2};
+        case OpType::kGhost: return {1, 2, 5, 4};
+        case OpType::kSqueezeExcite: return {1, 1, 2, 4};
+        case OpType::kAdd: return {2, 2, 1, 0};
+        case OpType::kMaxPool:
+        case OpType::kAvgPool: return {1, 1, 3, 0};
+        case OpType::kGlobalAvgPool: return {1, 1, 0, 0};
+        case OpType::kChannelShuffle: return {1, 1, 1, 0};
+        case OpType::kCopy: return {1, 1, 0, 0};
+        case OpType::kActivation: return {1, 1, 1, 0};
+    }
+    return {0, 0, 0, 0};
+}
+
+bool known_type(int32_t t) { return t >= 1 && t <= 12; }
+
+int32_t conv_out(int32_t in, int32_t k, int32_t s, int32_t p) {
+    const int64_t span = static_cast<int64_t>(in) + 2 * p - k;
+    return span < 0 ? 0 : static_cast<int32_t>(span / s + 1);
+}
+
+}  // namespace
+
+const char* op_type_name(OpType t) {
+    switch (t) {
+        case OpType::kConv: return "conv";
+        case OpType::kPointwise: return "pointwise";
+        case OpType::kDepthwise: return "depthwise";
+        case OpType::kGhost: return "ghost";
+        case OpType::kSqueezeExcite: return "squeeze_excite";
+        case OpType::kAdd: return "add";
+        case OpType::kMaxPool: return "max_pool";
+        case OpType::kAvgPool: return "avg_pool";
+        case OpType::kGlobalAvgPool: return "global_avg_pool";
+        case OpType::kChannelShuffle: return "channel_shuffle";
+        case OpType::kCopy: return "copy";
+        case OpType::kActivation: return "activation";
+    }
+    return "?";
+}
+
+AlignedFloats::AlignedFloats(size_t n) : size_(n) {
+    if (n == 0) return;
+    const size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+    data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (data_ == nullptr) throw std::bad_alloc();
+    std::memset(data_, 0, bytes);
+}
+
+AlignedFloats::~AlignedFloats() { std::free(data_); }
+
+AlignedFloats::AlignedFloats(AlignedFloats&& o) noexcept : data_(o.data_), size_(o.size_) {
+    o.data_ = nullptr;
+    o.size_ = 0;
+}
+
+AlignedFloats& AlignedFloats::operator=(AlignedFloats&& o) noexcept {
+    if (this != &o) {
+        std::free(data_);
+        data_ = o.data_;
+        size_ = o.size_;
+        o.data_ = nullptr;
+        o.size_ = 0;
+    }
+    return *this;
+}
+
+Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
+    : program_(std::move(program)),
+      kernels_(isa.empty() ? &best_kernels() : kernels_for(isa.c_str())),
+      pool_(threads) {
+    if (kernels_ == nullptr) fail("kernel table '" + isa + "' is not available on this CPU or in this build");
+    if (threads < 1 || threads > 256) fail("threads must be in [1, 256]");
+    validate();
+    pack_weights();
+    plan_arena();
+}
+
+Engine::~Engine() { std::free(arena_); }
+
+int32_t Engine::in_c() const { return program_.values[program_.input_value].c; }
+int32_t Engine::in_h() const { return program_.buffers[program_.values[program_.input_value].buffer].h; }
+int32_t Engine::in_w() const { return program_.buffers[program_.values[program_.input_value].buffer].w; }
+int32_t Engine::classes() const { return program_.values[program_.output_value].c; }
+
+void Engine::validate() {
+    const ProgramSpec& p = program_;
+    if (p.max_batch < 1 || p.max_batch > 4096) fail("max_batch must be in [1, 4096]");
+    if (p.buffers.empty() || p.values.empty() || p.ops.empty()) fail("program has no buffers, values or ops");
+    if (p.buffers.size() > 100000 || p.values.size() > 100000 || p.ops.size() > 100000 || p.tensors.size() > 100000)
+        fail("program is implausibly large");
+    int64_t total_floats = 0;
+    for (size_t i = 0; i < p.buffers.size(); ++i) {
+        const BufferSpec& b = p.buffers[i];
+        if (b.c < 1 || b.h < 1 || b.w < 1 || b.c > (1 << 20) || b.h > (1 << 15) || b.w > (1 << 15))
+            fail("buffer " + std::to_string(i) + " has invalid dimensions");
+        total_floats += static_cast<int64_t>(p.max_batch) * b.c * b.h * b.w;
+        if (total_floats > (int64_t{1} << 34)) fail("activation buffers exceed 64 GiB");
+    }
+    for (size_t i = 0; i < p.values.size(); ++i) {
+        const ValueSpec& v = p.values[i];
+        if (v.buffer < 0 || static_cast<size_t>(v.buffer) >= p.buffers.size())
+            fail("value " + std::to_string(i) + " refers to a missing buffer");
+        if (v.c < 1 || v.c_offset < 0 || int64_t{v.c_offset} + v.c > p.buffers[v.buffer].c)
+            fail("value " + std::to_string(i) + " is not a channel slice of its buffer");
+    }
+    for (size_t i = 0; i < p.tensors.size(); ++i) {
+        const TensorSpec& t = p.tensors[i];
+        if (t.shape.empty() || t.shape.size() > 4) fail("tensor " + std::to_string(i) + " has an invalid rank");
+        int64_t n = 1;
+        for (int64_t d : t.shape) {
+            if (d < 0 || d > (int64_t{1} << 31)) fail("tensor " + std::to_string(i) + " has an invalid shape");
+            n *= d;
+            if (n > (int64_t{1} << 32)) fail("tensor " + std::to_string(i) + " is too large");
+        }
+        if (static_cast<size_t>(n) != t.data.size())
+            fail("tensor " + std::to_string(i) + " holds " + std::to_string(t.data.size()) +
+                 " floats, its shape needs " + std::to_string(n));
+    }
+    auto check_value = [&](int32_t id, const std::string& where) {
+        if (id < 0 || static_cast<size_t>(id) >= p.values.size()) fail(where + " refers to a missing value");
+    };
+    check_value(p.input_value, "the input");
+    check_value(p.output_value, "the output");
+    const BufferSpec& ob = p.buffers[p.values[p.output_value].buffer];
+    if (ob.h != 1 || ob.w != 1) fail("the output value must be (classes, 1, 1)");
+
+    // Which channels of which buffer hold data so far: every read must follow a write.
+    std::vector<std::vector<char>> written(p.buffers.size());
+    for (size_t b = 0; b < p.buffers.size(); ++b) written[b].assign(p.buffers[b].c, 0);
+    auto mark = [&](int32_t id) {
+        const ValueSpec& v = p.values[id];
+        std::fill(written[v.buffer].begin() + v.c_offset, written[v.buffer].begin() + v.c_offset + v.c, 1);
+    };
+    auto is_written = [&](int32_t id) {
+        const ValueSpec& v = p.values[id];
+        return std::all_of(written[v.buffer].begin() + v.c_offset,
+                           written[v.buffer].begin() + v.c_offset + v.c, [](char c) { return c != 0; });
+    };
+    mark(p.input_value);
+
+    for (size_t oi = 0; oi < p.ops.size(); ++oi) {
+        const OpSpec& op = p.ops[oi];
+        const std::string label = op_label(op, oi);
+        if (!known_type(op.type)) fail(label + " has unknown type " + std::to_string(op.type));
+        const OpType type = static_cast<OpType>(op.type);
+        const OpShape shape = op_shape(type);
+        if (op.inputs.size() < shape.inputs_min || op.inputs.size() > shape.inputs_max)
+            fail(label + " has the wrong number of inputs");
+        if (op.params.size() != shape.params) fail(label + " has the wrong number of parameters");
+        if (op.tensors.size() != shape.tensors) fail(label + " has the wrong number of weight tensors");
+        for (int32_t id : op.inputs) check_value(id, label);
+        check_value(op.output, label);
+        for (int32_t t : op.tensors)
+            if (t < 0 || static_cast<size_t>(t) >= p.tensors.size()) fail(label + " refers to a missing tensor");
+        for (int32_t id : op.inputs)
+            if (!is_written(id)) fail(label + " reads a value that no earlier op wrote");
+
+        auto dims = [&](int32_t id) {
+            const ValueSpec& v = p.values[id];
+            const BufferSpec& b = p.buffers[v.buffer];
+            return std::array<int32_t, 3>{v.c, b.h, b.w};
+        };
+        auto tensor_is = [&](size_t slot, std::initializer_list<int64_t> want) {
+            const TensorSpec& t = p.tensors[op.tensors[slot]];
+            if (!std::equal(t.shape.begin(), t.shape.end(), want.begin(), want.end()))
+                fail(label + ": weight tensor " + std::to_string(slot) + " has the wrong shape");
+        };
+        auto check_act = [&](int32_t a) {
+            if (a < 0 || a >= kActCount) fail(label + " has an unknown activation " + std::to_string(a));
+        };
+        auto check_window = [&](int32_t k, int32_t s, int32_t pad) {
+            if (k < 1 || k > 15 || s < 1 || s > 8 || pad < 0 || pad > k)
+                fail(label + " has an invalid kernel / stride / padding");
+        };
+        const auto in = dims(op.inputs[0]);
+        const auto out = dims(op.output);
+        auto same_dims = [&](const std::array<int32_t, 3>& a, const std::array<int32_t, 3>& b, const char* what) {
+            if (a != b) fail(label + ": " + what + " dimensions do not match");
+        };
+        auto spatial = [&](int32_t k, int32_t s, int32_t pad) {
+            if (out[1] != conv_out(in[1], k, s, pad) || out[2] != conv_out(in[2], k, s, pad) || out[1] < 1 ||
+                out[2] < 1)
+                fail(label + ": output size does not follow from input size, kernel, stride and padding");
+        };
+        switch (type) {
+            case OpType::kConv: {
+                const int32_t k = op.params[0], s = op.params[1], pad = op.params[2];
+                check_window(k, s, pad);
+                check_act(op.params[3]);
+                spatial(k, s, pad);
+                tensor_is(0, {out[0], in[0], k, k});
+                tensor_is(1, {out[0]});
+                break;
+            }
+            case OpType::kPointwise: {
+                const int32_t g = op.params[0];
+                if (g < 1 || in[0] % g != 0 || out[0] % g != 0) fail(label + ": groups must divide channels");
+                check_act(op.params[1]);
+                if (in[1] != out[1] || in[2] != out[2]) fail(label + ": 1x1 conv must keep the spatial size");
+                tensor_is(0, {out[0], in[0] / g});
+                tensor_is(1, {out[0]});
+                if (op.inputs.size() == 2) same_dims(dims(op.inputs[1]), out, "residual");
+                break;
+            }
+            case OpType::kDepthwise: {
+                const int32_t k = op.params[0], s = op.params[1], pad = op.params[2];
+                check_window(k, s, pad);
+                check_act(op.params[3]);
+                if (in[0] != out[0]) fail(label + ": depthwise conv must keep the channel count");
+                spatial(k, s, pad);
+                tensor_is(0, {in[0], k, k});
+                tensor_is(1, {in[0]});
+                break;
+            }
+            case OpType::kGhost: {
+                const int32_t init = op.params[0], cheap = op.params[1], k = op.params[2];
+                if (init < 1 || cheap < 0 || cheap > init || out[0] != init + cheap)
+                    fail(label + ": ghost channel split is inconsistent");
+                if (k < 1 || k > 15 || k % 2 == 0) fail(label + ": cheap kernel must be odd");
+                check_act(op.params[3]);
+                check_act(op.params[4]);
+                if (in[1] != out[1] || in[2] != out[2]) fail(label + ": ghost module must keep the spatial size");
+                tensor_is(0, {init, in[0]});
+                tensor_is(1, {init});
+                tensor_is(2, {cheap, k, k});
+                tensor_is(3, {cheap});
+                if (op.inputs.size() == 2) same_dims(dims(op.inputs[1]), out, "residual");
+                break;
+            }
+            case OpType::kSqueezeExcite: {
+                check_act(op.params[0]);
+                check_act(op.params[1]);
+                same_dims(in, out, "output");
+                const TensorSpec& w1 = p.tensors[op.tensors[0]];
+                if (w1.shape.size() != 2 || w1.shape[0] < 1) fail(label + ": SE reduce weight must be (rd, c)");
+                const int64_t rd = w1.shape[0];
+                tensor_is(0, {rd, in[0]});
+                tensor_is(1, {rd});
+                tensor_is(2, {in[0], rd});
+                tensor_is(3, {in[0]});
+                break;
+            }
+            case OpType::kAdd:
+                check_act(op.params[0]);
+                same_dims(in, out, "output");
+                same_dims(dims(op.inputs[1]), out, "second input");
+                break;
+            case OpType::kMaxPool:
+            case OpType::kAvgPool:
+                check_window(op.params[0], op.params[1], op.params[2]);
+                if (op.params[2] * 2 > op.params[0]) fail(label + ": pooling padding exceeds half the window");
+                if (in[0] != out[0]) fail(label + ": pooling must keep the channel count");
+                spatial(op.params[0], op.params[1], op.params[2]);
+                break;
+            case OpType::kGlobalAvgPool:
+                if (out[0] != in[0] || out[1] != 1 || out[2] != 1) fail(label + ": output must be (c, 1, 1)");
+                break;
+            case OpType::kChannelShuffle:
+                if (op.params[0] < 1 || in[0] % op.params[0] != 0) fail(label + ": groups must divide channels");
+                same_dims(in, out, "output");
+                break;
+            case OpType::kCopy:
+                same_dims(in, out, "output");
+                break;
+            case OpType::kActivation:
+                check_act(op.params[0]);
+                same_dims(in, out, "output");
+                break;
+        }
+        // Writes may not overlap reads, except the element-wise ops that may work exactly in place.
+        const ValueSpec& o = p.values[op.output];
+        for (int32_t id : op.inputs) {
+            const ValueSpec& v = p.values[id];
+            if (v.buffer != o.buffer) continue;
+            const bool overlap = v.c_offset < o.c_offset + o.c && o.c_offset < v.c_offset + v.c;
+            if (!overlap) continue;
+            const bool exact = v.c_offset == o.c_offset && v.c == o.c;
+            const bool in_place_ok = type == OpType::kSqueezeExcite || type == OpType::kActivation ||
+                                     type == OpType::kAdd;
+            if (!(exact && in_place_ok)) fail(label + " writes over one of its own inputs");
+        }
+        mark(op.output);
+    }
+    if (!is_written(p.output_value)) fail("no op writes the output value");
+}
+
+void Engine::pack_weights() {
+    const ProgramSpec& p = program_;
+    prepared_.clear();
+    packed_floats_ = 0;
+    auto tensor = [&](const OpSpec& op, size_t slot) { return p.tensors[op.tensors[slot]].data.data(); };
+    auto pack_pw = [&](const float* w, const float* b, int32_t k, int32_t n) {
+        AlignedFloats out(kernels_->pointwise_packed_size(k, n));
+        kernels_->pack_pointwise(w, b, k, n, out.data());
+        packed_floats_ += out.size();
+        return out;
+    };
+    auto pack_dw = [&](const float* w, const float* b, int32_t c, int32_t k) {
+        AlignedFloats out(kernels_->depthwise_packed_size(c, k));
+        kernels_->pack_depthwise(w, b, c, k, out.data());
+        packed_floats_ += out.size();
+        return out;
+    };
+    size_t scratch = 0;
+    for (const OpSpec& op : p.ops) {
+        auto prep = std::make_unique<Prepared>();
+        prep->type = static_cast<OpType>(op.type);
+        const int32_t in_c = p.values[op.inputs[0]].c;
+        const int32_t out_c = p.values[op.output].c;
+        switch (prep->type) {
+            case OpType::kConv: {
+                const int32_t k = op.params[0];
+                AlignedFloats packed(kernels_->conv_packed_size(in_c, out_c, k));
+                kernels_->pack_conv(tensor(op, 0), tensor(op, 1), in_c, out_c, k, packed.data());
+                packed_floats_ += packed.size();
+                prep->packed.push_back(std::move(packed));
+                break;
+            }
+            case OpType::kPointwise: {
+                const int32_t g = op.params[0], kg = in_c / g, ng = out_c / g;
+                for (int32_t gi = 0; gi < g; ++gi)
+                    prep->packed.push_back(pack_pw(tensor(op, 0) + static_cast<size_t>(gi) * ng * kg,
+                                                   tensor(op, 1) + static_cast<size_t>(gi) * ng, kg, ng));
+                break;
+            }
+            case OpType::kDepthwise:
+                prep->packed.push_back(pack_dw(tensor(op, 0), tensor(op, 1), in_c, op.params[0]));
+                break;
+            case OpType::kGhost:
+                prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, op.params[0]));
+                if (op.params[1] > 0) prep->packed.push_back(pack_dw(tensor(op, 2), tensor(op, 3), op.params[1], op.params[2]));
+                break;
+            case OpType::kSqueezeExcite: {
+                const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
+                prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, rd));
+                prep->packed.push_back(pack_pw(tensor(op, 2), tensor(op, 3), rd, in_c));
+                scratch = std::max(scratch, static_cast<size_t>(2 * in_c + rd));
+                break;
+            }
+            default:
+                break;
+        }
+        prepared_.push_back(std::move(prep));
+    }
+    scratch_.assign(scratch + 16, 0.0f);
+}
+
+void Engine::plan_arena() {
+    const ProgramSpec& p = program_;
+    const size_t nb = p.buffers.size();
+    const int64_t kNever = std::numeric_limits<int64_t>::max();
+    std::vector<int64_t> first(nb, kNever), last(nb, -2);
+    auto touch = [&](int32_t value, int64_t when) {
+        const int32_t b = p.values[value].buffer;
+        first[b] = std::min(first[b], when);
+        last[b] = std::max(last[b], when);
+    };
+    touch(p.input_value, -1);
+    for (size_t i = 0; i < p.ops.size(); ++i) {
+        for (int32_t v : p.ops[i].inputs) touch(v, static_cast<int64_t>(i));
+        touch(p.ops[i].output, static_cast<int64_t>(i));
+    }
+    touch(p.output_value, static_cast<int64_t>(p.ops.size()));
+
+    // Largest first, each at the lowest 64-byte-aligned offset that no buffer alive at the same time uses.
+    std::vector<size_t> size(nb, 0);
+    std::vector<size_t> order;
+    for (size_t b = 0; b < nb; ++b) {
+        if (first[b] == kNever) continue;
+        const size_t floats = static_cast<size_t>(p.max_batch) * p.buffers[b].c * p.buffers[b].h * p.buffers[b].w;
+        size[b] = (floats + 15) / 16 * 16;
+        order.push_back(b);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return size[a] > size[b]; });
+    buffer_offset_.assign(nb, 0);
+    std::vector<size_t> placed;
+    arena_floats_ = 0;
+    for (size_t b : order) {
+        std::vector<std::pair<size_t, size_t>> busy;
+        for (size_t o : placed)
+            if (first[o] <= last[b] && first[b] <= last[o]) busy.emplace_back(buffer_offset_[o], buffer_offset_[o] + size[o]);
+        std::sort(busy.begin(), busy.end());
+        size_t offset = 0;
+        for (const auto& [lo, hi] : busy) {
+            if (offset + size[b] <= lo) break;
+            offset = std::max(offset, hi);
+        }
+        buffer_offset_[b] = offset;
+        arena_floats_ = std::max(arena_floats_, offset + size[b]);
+        placed.push_back(b);
+    }
+    const size_t bytes = std::max<size_t>(64, arena_floats_ * sizeof(float));
+    arena_ = static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+    if (arena_ == nullptr) throw std::bad_alloc();
+    std::memset(arena_, 0, (bytes + 63) / 64 * 64);
+
+    for (size_t i = 0; i < p.ops.size(); ++i) {
+        Prepared& prep = *prepared_[i];
+        for (int32_t v : p.ops[i].inputs) prep.in.push_back(view_of(v));
+        prep.out = view_of(p.ops[i].output);
+    }
+}
+
+View Engine::view_of(int32_t value) const {
+    const ValueSpec& v = program_.values[value];
+    const BufferSpec& b = program_.buffers[v.buffer];
+    View view;
+    view.data = arena_ + buffer_offset_[v.buffer] + v.c_offset;
+    view.c = v.c;
+    view.h = b.h;
+    view.w = b.w;
+    view.stride = b.c;
+    view.image_stride = static_cast<int64_t>(b.h) * b.w * b.c;
+    return view;
+}
+
+}  // namespace ghostfast

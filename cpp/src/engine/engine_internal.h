@@ -1,0 +1,51 @@
+// Engine internals shared by engine.cpp (build) and executor.cpp (run).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "ghostfast/engine.h"
+
+namespace ghostfast {
+
+const char* op_type_name(OpType t);
+
+// 64-byte-aligned, zero-initialised float storage (packed weights, the arena).
+class AlignedFloats {
+public:
+    AlignedFloats() = default;
+    explicit AlignedFloats(size_t n);
+    ~AlignedFloats();
+    AlignedFloats(AlignedFloats&& o) noexcept;
+    AlignedFloats& operator=(AlignedFloats&& o) noexcept;
+    AlignedFloats(const AlignedFloats&) = delete;
+    AlignedFloats& operator=(const AlignedFloats&) = delete;
+    float* data() { return data_; }
+    const float* data() const { return data_; }
+    size_t size() const { return size_; }
+
+private:
+    float* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+// A value resolved against the arena: channel slice `c` of NHWC planes; image i, pixel p at
+// data + i * image_stride + p * stride.
+struct View {
+    float* data = nullptr;
+    int32_t c = 0, h = 0, w = 0;
+    int64_t stride = 0;
+    int64_t image_stride = 0;
+    float* image(int32_t i) const { return data + i * image_stride; }
+    int64_t pixels() const { return int64_t{h} * w; }
+};
+
+struct Engine::Prepared {
+    OpType type{};
+    std::vector<View> in;
+    View out;
+    std::vector<AlignedFloats> packed;  // per op type: weights in the kernel table's layout
+};
+
+}  // namespace ghostfast

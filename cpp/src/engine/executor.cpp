@@ -1,0 +1,334 @@
+// Engine execution: each op split into independent tasks (row ranges, column panels) over the thread pool.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "engine/engine_internal.h"
+
+namespace ghostfast {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Tasks per thread: enough to even out uneven tasks, few enough that per-task overhead stays small.
+constexpr int64_t kTasksPerThread = 4;
+
+// Rows of the primary 1x1 output kept ahead of the cheap depthwise in the single-thread Ghost band loop.
+constexpr int32_t kGhostBandRows = 4;
+
+}  // namespace
+
+template <class F>
+void Engine::parallel(int64_t tasks, F& fn) {
+    pool_.run(tasks, [](void* ctx, int64_t t) { (*static_cast<F*>(ctx))(t); }, &fn);
+}
+
+void Engine::run(const float* input, int32_t n, float* output) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    run_locked(input, n, output, nullptr);
+}
+
+std::vector<OpTiming> Engine::profile_ops(const float* input, int32_t n, int32_t iters) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<double> total(program_.ops.size() + 2, 0.0);
+    std::vector<float> out(static_cast<size_t>(n) * classes());
+    for (int32_t it = 0; it < iters; ++it) run_locked(input, n, out.data(), &total);
+    std::vector<OpTiming> result;
+    const double div = iters > 0 ? iters : 1;
+    result.push_back({"(input NCHW->NHWC)", "layout", total[0] / div});
+    for (size_t i = 0; i < program_.ops.size(); ++i)
+        result.push_back({program_.ops[i].name, op_type_name(static_cast<OpType>(program_.ops[i].type)),
+                          total[i + 1] / div});
+    result.push_back({"(output copy)", "layout", total.back() / div});
+    return result;
+}
+
+void Engine::run_locked(const float* input, int32_t n, float* output, std::vector<double>* op_ns) {
+    using clock = std::chrono::steady_clock;
+    auto t0 = clock::now();
+    auto lap = [&](size_t slot) {
+        if (op_ns == nullptr) return;
+        const auto t1 = clock::now();
+        (*op_ns)[slot] += std::chrono::duration<double, std::nano>(t1 - t0).count();
+        t0 = t1;
+    };
+    // Layout edge: NCHW in, NHWC (channel slice of the input buffer) inside.
+    const View in = view_of(program_.input_value);
+    const int64_t hw = in.pixels();
+    auto to_nhwc = [&](int64_t task) {
+        const int32_t img = static_cast<int32_t>(task);
+        const float* src = input + img * hw * in.c;
+        float* dst = in.image(img);
+        for (int64_t p = 0; p < hw; ++p)
+            for (int32_t c = 0; c < in.c; ++c) dst[p * in.stride + c] = src[c * hw + p];
+    };
+    parallel(n, to_nhwc);
+    lap(0);
+    for (size_t i = 0; i < prepared_.size(); ++i) {
+        execute(i, n);
+        lap(i + 1);
+    }
+    const View out = view_of(program_.output_value);
+    for (int32_t img = 0; img < n; ++img)
+        std::memcpy(output + static_cast<size_t>(img) * out.c, out.image(img), sizeof(float) * out.c);
+    lap(prepared_.size() + 1);
+}
+
+void Engine::execute(size_t op_index, int32_t n) {
+    const OpSpec& spec = program_.ops[op_index];
+    Prepared& op = *prepared_[op_index];
+    const KernelTable& k = *kernels_;
+    const int threads = pool_.threads();
+    const View& x = op.in[0];
+    const View& y = op.out;
+
+    // Row-range tasks over n images: (image, row chunk) pairs.
+    auto rows_per_task = [&](int32_t rows) {
+        const int64_t want = std::max<int64_t>(1, threads * kTasksPerThread / std::max(1, n));
+        return static_cast<int32_t>(std::max<int64_t>(1, ceil_div(rows, want)));
+    };
+    // Pixel-range tasks over all n * h * w pixels (the planes of consecutive images are contiguous).
+    const int64_t pixels = int64_t{n} * y.pixels();
+    const int64_t pixel_chunk = threads == 1 ? pixels : std::max<int64_t>(64, ceil_div(pixels, threads * kTasksPerThread));
+    const int64_t pixel_tasks = ceil_div(pixels, pixel_chunk);
+
+    switch (op.type) {
+        case OpType::kConv: {
+            ConvArgs a;
+            a.in_h = x.h, a.in_w = x.w, a.in_c = x.c, a.in_stride = x.stride;
+            a.out_h = y.h, a.out_w = y.w, a.out_c = y.c, a.out_stride = y.stride;
+            a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
+            a.act = static_cast<Act>(spec.params[3]);
+            a.packed = op.packed[0].data();
+            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+            auto task = [&](int64_t t) {
+                ConvArgs ta = a;
+                const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
+                ta.in = x.image(img), ta.out = y.image(img);
+                k.conv(ta, r0, std::min(y.h, r0 + rpt));
+            };
+            parallel(int64_t{n} * chunks, task);
+            break;
+        }
+        case OpType::kPointwise: {
+            const int32_t groups = spec.params[0];
+            const int32_t kg = x.c / groups, ng = y.c / groups;
+            PointwiseArgs a;
+            a.a_stride = x.stride, a.c_stride = y.stride, a.m = pixels, a.k = kg, a.n = ng;
+            a.act = static_cast<Act>(spec.params[1]);
+            const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
+            if (res) a.r_stride = res->stride;
+            // Few rows (linear layers, 7x7 maps) split the columns too, so both threads have work.
+            const int32_t nr = k.pointwise_nr;
+            const int64_t panels = ceil_div(ng, nr);
+            int64_t col_tasks = 1;
+            if (threads > 1 && pixels < 64 * threads) col_tasks = std::min<int64_t>(panels, threads * kTasksPerThread);
+            const int64_t panels_per_task = ceil_div(panels, col_tasks);
+            col_tasks = ceil_div(panels, panels_per_task);
+            const int64_t row_chunk = threads == 1 ? pixels : std::max<int64_t>(16, ceil_div(pixels, threads * kTasksPerThread / col_tasks + 1));
+            const int64_t row_tasks = ceil_div(pixels, row_chunk);
+            auto task = [&](int64_t t) {
+                const int64_t g = t / (row_tasks * col_tasks);
+                const int64_t rt = (t / col_tasks) % row_tasks, ct = t % col_tasks;
+                PointwiseArgs ga = a;
+                ga.a = x.data + g * kg;
+                ga.c = y.data + g * ng;
+                if (res) ga.residual = res->data + g * ng;
+                ga.packed = op.packed[g].data();
+                const int32_t n0 = static_cast<int32_t>(ct * panels_per_task * nr);
+                const int32_t n1 = static_cast<int32_t>(std::min<int64_t>(ng, (ct + 1) * panels_per_task * nr));
+                k.pointwise(ga, rt * row_chunk, std::min(pixels, (rt + 1) * row_chunk), n0, n1);
+            };
+            parallel(groups * row_tasks * col_tasks, task);
+            break;
+        }
+        case OpType::kDepthwise: {
+            DepthwiseArgs a;
+            a.in_h = x.h, a.in_w = x.w, a.in_stride = x.stride;
+            a.out_h = y.h, a.out_w = y.w, a.out_stride = y.stride, a.channels = x.c;
+            a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
+            a.act = static_cast<Act>(spec.params[3]);
+            a.packed = op.packed[0].data();
+            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+            auto task = [&](int64_t t) {
+                DepthwiseArgs ta = a;
+                const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
+                ta.in = x.image(img), ta.out = y.image(img);
+                k.depthwise(ta, r0, std::min(y.h, r0 + rpt));
+            };
+            parallel(int64_t{n} * chunks, task);
+            break;
+        }
+        case OpType::kGhost: {
+            const int32_t init = spec.params[0], cheap = spec.params[1], kernel = spec.params[2];
+            const int32_t pad = kernel / 2;
+            const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
+            PointwiseArgs pa;
+            pa.a_stride = x.stride, pa.c_stride = y.stride, pa.k = x.c, pa.n = init, pa.m = pixels;
+            pa.act = static_cast<Act>(spec.params[3]);
+            pa.packed = op.packed[0].data();
+            pa.a = x.data, pa.c = y.data;
+            DepthwiseArgs da;
+            da.in_h = da.out_h = y.h, da.in_w = da.out_w = y.w, da.in_stride = da.out_stride = y.stride;
+            da.channels = cheap, da.kernel = kernel, da.stride = 1, da.pad = pad;
+            da.act = static_cast<Act>(spec.params[4]);
+            if (cheap > 0) da.packed = op.packed[1].data();
+            // The residual is added after the cheap depthwise has read the primary rows it needs.
+            auto add_residual = [&](int32_t img, int32_t r0, int32_t r1, int32_t c0, int32_t c1) {
+                if (!res || r1 <= r0 || c1 <= c0) return;
+                const int64_t p0 = int64_t{r0} * y.w, p1 = int64_t{r1} * y.w;
+                float* base = y.image(img) + c0;
+                k.add(base, y.stride, res->image(img) + c0, res->stride, base, y.stride, c1 - c0, Act::kNone, p0, p1);
+            };
+            if (threads == 1) {
+                // Band loop: the depthwise consumes primary rows while they are still in cache.
+                for (int32_t img = 0; img < n; ++img) {
+                    PointwiseArgs ia = pa;
+                    ia.a = x.image(img), ia.c = y.image(img), ia.m = y.pixels();
+                    DepthwiseArgs id = da;
+                    id.in = y.image(img), id.out = y.image(img) + init;
+                    int32_t done_pw = 0, done_dw = 0, done_res = 0;
+                    while (done_dw < y.h) {
+                        const int32_t pw_end = std::min(y.h, done_pw + kGhostBandRows);
+                        k.pointwise(ia, int64_t{done_pw} * y.w, int64_t{pw_end} * y.w, 0, init);
+                        done_pw = pw_end;
+                        const int32_t dw_end = pw_end == y.h ? y.h : std::max(done_dw, pw_end - pad);
+                        if (cheap > 0) k.depthwise(id, done_dw, dw_end);
+                        add_residual(img, done_dw, dw_end, init, init + cheap);
+                        // Primary rows below dw_end - pad are no longer read by the depthwise.
+                        const int32_t res_end = dw_end == y.h ? y.h : std::max(done_res, dw_end - pad);
+                        add_residual(img, done_res, res_end, 0, init);
+                        done_res = res_end;
+                        done_dw = dw_end;
+                    }
+                }
+                break;
+            }
+            // Threads: primary for all rows, then depthwise, then the residual, each split by rows.
+            const int64_t pw_chunk = std::max<int64_t>(16, ceil_div(pixels, threads * kTasksPerThread));
+            auto pw_task = [&](int64_t t) {
+                k.pointwise(pa, t * pw_chunk, std::min(pixels, (t + 1) * pw_chunk), 0, init);
+            };
+            parallel(ceil_div(pixels, pw_chunk), pw_task);
+            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+            if (cheap > 0) {
+                auto dw_task = [&](int64_t t) {
+                    DepthwiseArgs ta = da;
+                    const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
+                    ta.in = y.image(img), ta.out = y.image(img) + init;
+                    k.depthwise(ta, r0, std::min(y.h, r0 + rpt));
+                };
+                parallel(int64_t{n} * chunks, dw_task);
+            }
+            if (res) {
+                auto res_task = [&](int64_t t) {
+                    const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
+                    add_residual(img, r0, std::min(y.h, r0 + rpt), 0, init + cheap);
+                };
+                parallel(int64_t{n} * chunks, res_task);
+            }
+            break;
+        }
+        case OpType::kSqueezeExcite: {
+            const int32_t c = x.c;
+            const int32_t rd = static_cast<int32_t>(program_.tensors[spec.tensors[0]].shape[0]);
+            float* pooled = scratch_.data();
+            float* hidden = pooled + c;
+            float* gate = hidden + rd;
+            for (int32_t img = 0; img < n; ++img) {
+                const float* src = x.image(img);
+                float* dst = y.image(img);
+                if (dst != src)
+                    for (int64_t p = 0; p < y.pixels(); ++p)
+                        std::memcpy(dst + p * y.stride, src + p * x.stride, sizeof(float) * c);
+                k.global_avg_pool(src, x.pixels(), x.stride, c, pooled);
+                PointwiseArgs f1;
+                f1.a = pooled, f1.a_stride = c, f1.c = hidden, f1.c_stride = rd, f1.m = 1, f1.k = c, f1.n = rd;
+                f1.packed = op.packed[0].data(), f1.act = static_cast<Act>(spec.params[0]);
+                k.pointwise(f1, 0, 1, 0, rd);
+                PointwiseArgs f2;
+                f2.a = hidden, f2.a_stride = rd, f2.c = gate, f2.c_stride = c, f2.m = 1, f2.k = rd, f2.n = c;
+                f2.packed = op.packed[1].data(), f2.act = static_cast<Act>(spec.params[1]);
+                k.pointwise(f2, 0, 1, 0, c);
+                const int64_t hw = y.pixels();
+                const int64_t chunk = threads == 1 ? hw : std::max<int64_t>(64, ceil_div(hw, threads * 2));
+                auto task = [&](int64_t t) {
+                    k.scale_channels(dst, y.stride, gate, c, t * chunk, std::min(hw, (t + 1) * chunk));
+                };
+                parallel(ceil_div(hw, chunk), task);
+            }
+            break;
+        }
+        case OpType::kAdd: {
+            const View& b = op.in[1];
+            const Act act = static_cast<Act>(spec.params[0]);
+            auto task = [&](int64_t t) {
+                k.add(x.data, x.stride, b.data, b.stride, y.data, y.stride, y.c, act, t * pixel_chunk,
+                      std::min(pixels, (t + 1) * pixel_chunk));
+            };
+            parallel(pixel_tasks, task);
+            break;
+        }
+        case OpType::kMaxPool:
+        case OpType::kAvgPool: {
+            PoolArgs a;
+            a.in_h = x.h, a.in_w = x.w, a.in_stride = x.stride;
+            a.out_h = y.h, a.out_w = y.w, a.out_stride = y.stride, a.channels = x.c;
+            a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
+            const auto fn = op.type == OpType::kMaxPool ? k.max_pool : k.avg_pool;
+            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+            auto task = [&](int64_t t) {
+                PoolArgs ta = a;
+                const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
+                ta.in = x.image(img), ta.out = y.image(img);
+                fn(ta, r0, std::min(y.h, r0 + rpt));
+            };
+            parallel(int64_t{n} * chunks, task);
+            break;
+        }
+        case OpType::kGlobalAvgPool: {
+            auto task = [&](int64_t img) { k.global_avg_pool(x.image(static_cast<int32_t>(img)), x.pixels(), x.stride, x.c, y.image(static_cast<int32_t>(img))); };
+            parallel(n, task);
+            break;
+        }
+        case OpType::kChannelShuffle: {
+            const int32_t groups = spec.params[0], per = x.c / groups;
+            auto task = [&](int64_t t) {
+                const int64_t p1 = std::min(pixels, (t + 1) * pixel_chunk);
+                for (int64_t p = t * pixel_chunk; p < p1; ++p) {
+                    const float* s = x.data + p * x.stride;
+                    float* d = y.data + p * y.stride;
+                    for (int32_t i = 0; i < groups; ++i)
+                        for (int32_t j = 0; j < per; ++j) d[j * groups + i] = s[i * per + j];
+                }
+            };
+            parallel(pixel_tasks, task);
+            break;
+        }
+        case OpType::kCopy: {
+            auto task = [&](int64_t t) {
+                const int64_t p1 = std::min(pixels, (t + 1) * pixel_chunk);
+                for (int64_t p = t * pixel_chunk; p < p1; ++p)
+                    std::memcpy(y.data + p * y.stride, x.data + p * x.stride, sizeof(float) * x.c);
+            };
+            parallel(pixel_tasks, task);
+            break;
+        }
+        case OpType::kActivation: {
+            const Act act = static_cast<Act>(spec.params[0]);
+            auto task = [&](int64_t t) {
+                const int64_t p1 = std::min(pixels, (t + 1) * pixel_chunk);
+                for (int64_t p = t * pixel_chunk; p < p1; ++p) {
+                    float* d = y.data + p * y.stride;
+                    if (d != x.data + p * x.stride) std::memcpy(d, x.data + p * x.stride, sizeof(float) * x.c);
+                    k.activate(d, x.c, act);
+                }
+            };
+            parallel(pixel_tasks, task);
+            break;
+        }
+    }
+}
+
+}  // namespace ghostfast

@@ -1,0 +1,310 @@
+"""The native engine: parity with PyTorch on every zoo model, bad input, concurrency, save / load."""
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import ghostfast
+from ghostfast import models
+from ghostfast.lower import UnsupportedLayer
+from ghostfast.program import ModelFileError
+
+ZOO = models.names()
+
+
+def randomized(name_or_model, seed=0):
+    """A zoo model in eval mode with random BN statistics and affine parameters.
+
+    Default-initialised BN (mean 0, var 1, gamma 1, beta 0) lets outputs shrink towards zero, where any
+    tolerance passes; random statistics make the comparison mean something.
+    """
+    model = models.create(name_or_model) if isinstance(name_or_model, str) else name_or_model
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(c, generator=g) - 0.5)
+    return model.eval()
+
+
+def reference(model, x):
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def assert_parity(got, ref):
+    scale = np.abs(ref).max()
+    assert scale > 1e-3, f"reference output too small ({scale}) for the comparison to mean anything"
+    err = np.abs(got - ref).max()
+    assert err <= 1e-4 * scale, f"max |native - torch| = {err:.3g}, {err / scale:.3g} of max |torch| = {scale:.3g}"
+    assert (got.argmax(1) == ref.argmax(1)).all(), "top-1 differs"
+
+
+def inputs(shape, n=16, seed=1):
+    return np.random.default_rng(seed).standard_normal((n, *shape), dtype=np.float32)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", ZOO)
+def test_parity_every_model(name, threads):
+    model = randomized(name)
+    spec = models.spec(name)
+    x = inputs((3, *spec.input_size))
+    ref = reference(model, x)
+    engine = ghostfast.compile(model, batch=4, threads=threads)
+    batched = np.concatenate([engine.run(x[i:i + 4]) for i in range(0, 16, 4)])
+    assert_parity(batched, ref)
+    single = np.concatenate([engine.run(x[i:i + 1]) for i in range(16)])
+    assert_parity(single, ref)
+
+
+@pytest.mark.parametrize("name,size", [("ghostnet_050", 160), ("ghostnet_100", (192, 256)), ("ghostnet_130", 257),
+                                       ("mobilenet_v3_large", 193), ("mobilenet_v3_small", 320),
+                                       ("shufflenet_v2_x1_0", 160), ("efficientnet_lite0", 200)])
+def test_parity_other_resolutions(name, size):
+    model = randomized(name)
+    h, w = (size, size) if isinstance(size, int) else size
+    x = inputs((3, h, w), n=4)
+    engine = ghostfast.compile(model, input_size=(h, w), batch=4, threads=2)
+    assert_parity(engine.run(x), reference(model, x))
+
+
+def test_every_isa_table_matches(monkeypatch):
+    from ghostfast import _core
+
+    model = randomized("ghostnet_050")
+    x = inputs((3, 224, 224), n=2)
+    ref = reference(model, x)
+    for isa in _core.kernels.available():
+        assert_parity(ghostfast.compile(model, batch=2, isa=isa).run(x), ref)
+
+
+def test_model_assembled_from_zoo_blocks():
+    from ghostfast.models.ghostnet import GhostBottleneck
+    from ghostfast.models.layers import ConvNormAct
+
+    model = nn.Sequential(
+        ConvNormAct(3, 16, 3, stride=2, act_layer=nn.Hardswish),
+        GhostBottleneck(16, 48, 24, dw_kernel_size=5, stride=2, se_ratio=0.25),
+        GhostBottleneck(24, 72, 24),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10),
+    )
+    model = randomized(model)
+    x = inputs((3, 64, 64), n=3)
+    engine = ghostfast.compile(model, input_size=64, batch=3)
+    assert_parity(engine.run(x), reference(model, x))
+
+
+def test_unsupported_layer_is_named():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 2)).eval()
+    with pytest.raises(UnsupportedLayer, match=r"\b1\b.*LeakyReLU"):
+        ghostfast.compile(model, input_size=16)
+
+
+@pytest.fixture(scope="module")
+def ghost_engine():
+    model = randomized("ghostnet_050")
+    return model, ghostfast.compile(model, batch=4, threads=2)
+
+
+def test_accepts_torch_tensors_and_numpy(ghost_engine):
+    model, engine = ghost_engine
+    x = inputs((3, 224, 224), n=2)
+    np.testing.assert_array_equal(engine.run(torch.from_numpy(x)), engine.run(x))
+    assert engine.run(x).shape == (2, 1000) and engine.run(x).dtype == np.float32
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (np.zeros((3, 224, 224), np.float32), ValueError, "4-D"),
+    (np.zeros((1, 3, 224, 225), np.float32), ValueError, "shape"),
+    (np.zeros((1, 4, 224, 224), np.float32), ValueError, "shape"),
+    (np.zeros((1, 3, 224, 224), np.float64), TypeError, "float32"),
+    (np.zeros((1, 3, 224, 224), np.int32), TypeError, "float32"),
+    (np.zeros((0, 3, 224, 224), np.float32), ValueError, "batch"),
+    (np.zeros((5, 3, 224, 224), np.float32), ValueError, "batch"),
+    (np.zeros((1, 224, 224, 3), np.float32).transpose(0, 3, 1, 2), ValueError, "contiguous"),
+    ([[1.0, 2.0]], TypeError, "numpy array"),
+    ("image.png", TypeError, "numpy array"),
+])
+def test_bad_input(ghost_engine, bad, exc, match):
+    _, engine = ghost_engine
+    with pytest.raises(exc, match=match):
+        engine.run(bad)
+
+
+def test_nan_and_inf_propagate(ghost_engine):
+    _, engine = ghost_engine
+    x = inputs((3, 224, 224), n=2)
+    x[0, 0, 100, 100] = np.nan
+    x[1, 1, 50, 50] = np.inf
+    out = engine.run(x)
+    assert out.shape == (2, 1000)
+    assert not np.isfinite(out[0]).all()
+
+
+def test_concurrent_runs_are_safe(ghost_engine):
+    _, engine = ghost_engine
+    xs = [inputs((3, 224, 224), n=1, seed=s) for s in range(6)]
+    expected = [engine.run(x) for x in xs]
+    results = [None] * len(xs)
+
+    def work(i):
+        for _ in range(3):
+            results[i] = engine.run(xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_engine_properties(ghost_engine):
+    _, engine = ghost_engine
+    assert engine.input_shape == (3, 224, 224) and engine.max_batch == 4 and engine.classes == 1000
+    assert engine.threads == 2 and engine.isa in ("generic", "avx2", "avx512")
+    assert engine.arena_bytes > 0 and "ghostnet_050" in repr(engine)
+
+
+def test_compile_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        ghostfast.compile("ghostnet_050", batch=0)
+    with pytest.raises(ValueError):
+        ghostfast.compile("ghostnet_050", threads=0)
+    with pytest.raises(ValueError):
+        ghostfast.compile("ghostnet_050", isa="sse9")
+    with pytest.raises(ValueError, match="Did you mean"):
+        ghostfast.compile("ghostnet_05")
+
+
+# ---- save / load -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, ghost_engine):
+    _, engine = ghost_engine
+    path = tmp_path_factory.mktemp("engine") / "ghostnet_050.gfe"
+    engine.save(path)
+    return path
+
+
+def test_save_load_roundtrip(saved, ghost_engine):
+    _, engine = ghost_engine
+    x = inputs((3, 224, 224), n=3)
+    loaded = ghostfast.load(saved, threads=1)
+    np.testing.assert_allclose(loaded.run(x), engine.run(x), rtol=0, atol=1e-5 * np.abs(engine.run(x)).max())
+    assert loaded.model == "ghostnet_050" and loaded.max_batch == 4
+
+
+def test_load_runs_without_torch(saved, ghost_engine, tmp_path):
+    _, engine = ghost_engine
+    x = inputs((3, 224, 224), n=2)
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # any attempt to import torch now fails
+        import numpy as np
+        import ghostfast
+        engine = ghostfast.load({str(saved)!r})
+        np.save({str(tmp_path / "y.npy")!r}, engine.run(np.load({str(tmp_path / "x.npy")!r})))
+        assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), engine.run(x), rtol=0,
+                               atol=1e-5 * np.abs(engine.run(x)).max())
+
+
+def test_truncated_files_are_rejected(saved, tmp_path):
+    blob = saved.read_bytes()
+    bad = tmp_path / "bad.gfe"
+    for cut in sorted({0, 1, 7, 8, 12, 19, 20, 21, 100, 1000, len(blob) // 2, len(blob) - 5, len(blob) - 1,
+                       *np.random.default_rng(0).integers(0, len(blob), 40).tolist()}):
+        bad.write_bytes(blob[:cut])
+        with pytest.raises(ModelFileError):
+            ghostfast.load(bad)
+
+
+def test_flipped_bytes_are_rejected(saved, tmp_path):
+    blob = bytearray(saved.read_bytes())
+    bad = tmp_path / "flip.gfe"
+    for pos in sorted({0, 8, 12, 20, 30, 200, len(blob) - 1, *np.random.default_rng(1).integers(0, len(blob), 60).tolist()}):
+        mutated = bytearray(blob)
+        mutated[pos] ^= 0x5A
+        bad.write_bytes(bytes(mutated))
+        with pytest.raises(ModelFileError):
+            ghostfast.load(bad)
+
+
+def _resave(program, path):
+    from ghostfast.program import save_program
+
+    save_program(program, path)
+    return path
+
+
+def test_wrong_version_is_rejected(saved, tmp_path):
+    import struct
+    import zlib
+
+    blob = bytearray(saved.read_bytes()[:-4])
+    struct.pack_into("<I", blob, 8, 99)
+    bad = tmp_path / "v99.gfe"
+    bad.write_bytes(bytes(blob) + struct.pack("<I", zlib.crc32(bytes(blob))))
+    with pytest.raises(ModelFileError, match="version 99"):
+        ghostfast.load(bad)
+
+
+def test_semantically_corrupt_programs_are_rejected(saved, tmp_path):
+    """Files with a valid checksum but an inconsistent program: the engine's own validation must refuse them."""
+    from ghostfast.program import load_program
+
+    rng = np.random.default_rng(2)
+    rejected = 0
+    for trial in range(60):
+        p = load_program(saved)
+        field = trial % 6
+        # Mutate an op that has the field being mutated (every op has inputs and an output; not all have
+        # parameters or weights).
+        candidates = [j for j, op in enumerate(p.ops) if (field != 2 or op[3]) and (field != 3 or op[4])]
+        i = int(rng.choice(candidates))
+        t, ins, out, params, tens, name = p.ops[i]
+        huge = int(rng.choice([-1, 10**6, 2**31 - 1, -(2**31)]))
+        if field == 0:
+            ins = [huge] + ins[1:]
+        elif field == 1:
+            out = huge
+        elif field == 2:
+            params = list(params)
+            params[int(rng.integers(len(params)))] = huge
+        elif field == 3:
+            tens = [huge] + tens[1:]
+        elif field == 4:
+            t = int(rng.choice([0, 13, 99, -5]))
+        else:
+            p.tensors[int(rng.integers(len(p.tensors)))] = np.zeros(3, np.float32)
+        p.ops[i] = (t, ins, out, params, tens, name)
+        try:
+            ghostfast.load(_resave(p, tmp_path / f"c{trial}.gfe")).run(inputs((3, 224, 224), n=1))
+        except ValueError:
+            rejected += 1
+    assert rejected >= 55  # a few mutations may turn a value into another valid one
+
+
+def test_not_a_model_file(tmp_path):
+    bad = tmp_path / "x.gfe"
+    bad.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(ModelFileError, match="not a ghostfast model file"):
+        ghostfast.load(bad)
+    with pytest.raises(ModelFileError, match="cannot read"):
+        ghostfast.load(tmp_path / "missing.gfe")
