@@ -31,8 +31,8 @@ def test_bench_json(capsys):
 
 def test_compare_csv(capsys, tmp_path):
     out = tmp_path / "r.csv"
-    assert main(["compare", "--models", "ghostnet_050,mobilenet_v3_small", "--threads", "1", "--iters", "2",
-                 "--format", "csv", "--no-progress", "-o", str(out)]) == 0
+    assert main(["compare", "--models", "ghostnet_050,mobilenet_v3_small", "--backends", "torch", "--threads", "1",
+                 "--iters", "2", "--format", "csv", "--no-progress", "-o", str(out)]) == 0
     lines = out.read_text().splitlines()
     assert lines[0].startswith("model,backend,threads") and len(lines) == 3
 

@@ -29,6 +29,10 @@ _LAZY = {
     "bench": ("ghostfast.benchmark", "bench"),
     "BenchResult": ("ghostfast.benchmark", "BenchResult"),
     "compare": ("ghostfast.comparison", "compare"),
+    "load_weights": ("ghostfast.checkpoints", "load_weights"),
+    "evaluate": ("ghostfast.accuracy", "evaluate"),
+    "EvalResult": ("ghostfast.accuracy", "EvalResult"),
+    "Preprocess": ("ghostfast.preprocess", "Preprocess"),
 }
 
 

@@ -5,7 +5,11 @@ import argparse
 import json
 import sys
 
-from . import env, report
+from . import report
+
+
+# ghostfast.comparison.DEFAULT_BACKENDS, repeated so building the parser does not import torch.
+DEFAULT_COMPARE_BACKENDS = ("native", "torch", "onnxruntime")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -71,20 +75,91 @@ def cmd_bench(args) -> str:
 def cmd_compare(args) -> str:
     from .comparison import compare
 
-    records = compare(models=_csv_list(args.models) if args.models else None, backends=_csv_list(args.backends),
-                      threads=args.threads, batch=args.batch, iters=args.iters, warmup=args.warmup,
-                      progress=not args.no_progress)
-    if records and records[0].get("interrupted"):
-        print("interrupted: showing what was measured before Ctrl-C", file=sys.stderr)
-    environment = env.describe()
+    result = compare(models=_csv_list(args.models) if args.models else None, backends=_csv_list(args.backends),
+                     threads=args.threads, batch=args.batch, iters=args.iters, rounds=args.rounds,
+                     warmup=args.warmup, baseline=args.baseline, check=not args.no_check,
+                     progress=not args.no_progress)
+    if result.interrupted:
+        print("interrupted: keeping what was measured before Ctrl-C", file=sys.stderr)
+        args.exit_code = 130  # the output is written, but a script should know the run is incomplete
+    if args.out:
+        _write_compare_dir(result, args)
     if args.format == "md":
-        text = report.render(records, "md", columns=report.COMPARE_COLUMNS)
-        text += (f"\n\nbatch-1 latency, median of {args.iters} iterations; top-1 is the published figure "
-                 f"(source in the JSON/CSV). {environment['cpu']} [{' '.join(environment['isa'])}], "
-                 + ", ".join(f"{k} {v}" for k, v in environment["versions"].items()))
+        from .compare_report import summary_markdown
+
+        hint = "" if args.out else "\n\n(--out DIR also writes report.md, results.csv, results.json and the plots)"
+        return summary_markdown(result) + hint
+    if args.format == "json":
+        return report.to_json(list(result), result.environment, settings=result.settings,
+                              interrupted=result.interrupted, wall_s=result.wall_s)
+    return report.to_csv(list(result))
+
+
+def _write_compare_dir(result, args) -> None:
+    from .backends import BackendUnavailable
+    from .compare_report import write_report
+    from .comparison import op_breakdown
+
+    breakdown, note = None, None
+    if args.no_plots or result.interrupted:
+        note = "skipped (--no-plots)" if args.no_plots else "skipped (run interrupted)"
     else:
-        text = report.render(records, args.format, environment=environment)
-    return text
+        try:
+            breakdown = op_breakdown(threads=min(result.settings["threads"]))
+        except BackendUnavailable as e:
+            note = str(e)
+        except KeyboardInterrupt:  # Ctrl-C here still writes the tables measured so far
+            note = "skipped (interrupted)"
+        except Exception as e:  # the tables are worth writing even if the profiler fails
+            note = f"{type(e).__name__}: {e}"
+    try:
+        paths = write_report(result, args.out, plots=not args.no_plots, breakdown=breakdown,
+                             breakdown_threads=min(result.settings["threads"]), breakdown_note=note)
+    except ImportError as e:  # matplotlib missing: write the tables, say what to install for the plots
+        print(f"plots skipped: {e}", file=sys.stderr)
+        paths = write_report(result, args.out, plots=False, breakdown=breakdown,
+                             breakdown_threads=min(result.settings["threads"]), breakdown_note=note)
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+
+
+# ---- eval: ImageNet accuracy (ghostfast.accuracy) ---------------------------------------------------------------
+def cmd_eval(args) -> str:
+    from .accuracy import evaluate, save_result
+
+    overrides = {k: v for k, v in (("resize", args.resize), ("crop", args.crop),
+                                   ("interpolation", args.interpolation)) if v is not None}
+    r = evaluate(args.model, args.data, weights=args.weights, backend=args.backend, limit=args.limit,
+                 batch=args.batch, workers=args.workers, threads=args.threads, labels=args.labels,
+                 preprocess=overrides or None, format=args.weights_format, progress=not args.no_progress)
+    if not args.no_save:
+        print(f"result saved to {save_result(r, args.results)}", file=sys.stderr)
+    if args.format == "json":
+        return json.dumps(r.as_dict(), indent=2)
+    return (report.render([r.row()], "md") + f"\n\n{r.images} images of {r.data} ({r.layout}); "
+            f"preprocessing: {r.preprocess['source']}")
+
+
+def add_eval_parser(sub) -> None:
+    sp = sub.add_parser("eval", help="ImageNet top-1 / top-5 of a model with pretrained weights, on any backend")
+    sp.add_argument("--data", required=True, help="validation folder: synset sub-folders, or images + ground truth")
+    sp.add_argument("--model", help="zoo model name (default: the model the --weights are for)")
+    sp.add_argument("--weights", help="checkpoint: .pth / .pt / .bin / .safetensors (read without unpickling code)")
+    sp.add_argument("--weights-format", help="force the checkpoint format, e.g. timm:tf_efficientnet_lite0")
+    sp.add_argument("--backend", choices=("torch", "native", "onnxruntime"), default="torch")
+    sp.add_argument("--labels", help="ground-truth file of a flat folder (LOC_val_solution.csv is found by itself)")
+    sp.add_argument("--limit", type=int, help="evaluate this many images, spread evenly over the set")
+    sp.add_argument("--batch", type=int, default=50)
+    sp.add_argument("--workers", type=int, help="image decoding threads (default: min(8, CPUs); 0: none)")
+    sp.add_argument("--threads", type=int, help="the backend's intra-op threads")
+    sp.add_argument("--resize", type=int, help="override the checkpoint's resize (shorter side)")
+    sp.add_argument("--crop", type=int, help="override the checkpoint's center-crop size")
+    sp.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="override the resize filter")
+    sp.add_argument("--results", help="results file to add to (default: ~/.cache/ghostfast/accuracy.json)")
+    sp.add_argument("--no-save", action="store_true", help="do not store the result")
+    sp.add_argument("--format", choices=("md", "json"), default="md")
+    sp.add_argument("--output", "-o", help="write to this file instead of stdout")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,17 +195,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", action="store_true", help="include raw samples in the JSON")
     sp.set_defaults(func=cmd_bench)
 
-    sp = sub.add_parser("compare", help="one table of every model: params, MACs, weight bytes, latency")
+    sp = sub.add_parser("compare", help="every model on every backend, measured the same way: tables and plots",
+                        description="Time zoo models on several backends interleaved (A B C A B C ...) at each "
+                                    "thread count; print the tables, or write report.md, results.csv, "
+                                    "results.json and PNG plots with --out DIR.")
     sp.add_argument("--models", help="comma-separated names (default: the whole zoo)")
-    sp.add_argument("--backends", default="torch", help="comma-separated backends (default: torch)")
+    sp.add_argument("--backends", default=",".join(DEFAULT_COMPARE_BACKENDS),
+                    help="comma-separated backends (default: %(default)s; also torch-compiled, torchscript, "
+                         "torch-cuda, onnxruntime-cuda)")
     sp.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     sp.add_argument("--batch", type=int, nargs="+", default=[1])
-    sp.add_argument("--iters", type=int, default=50)
-    sp.add_argument("--warmup", type=int, default=None)
-    sp.add_argument("--format", choices=report.FORMATS, default="md")
+    sp.add_argument("--iters", type=int, default=50, help="timed iterations per cell (default: %(default)s)")
+    sp.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are split into "
+                                                          "(default: %(default)s)")
+    sp.add_argument("--warmup", type=int, default=None, help="untimed iterations before each round (default: 2)")
+    sp.add_argument("--baseline", default=None, help="backend the ratios divide by (default: onnxruntime if "
+                                                     "compared, else the first backend)")
+    sp.add_argument("--no-check", action="store_true", help="skip the output check against torch")
+    sp.add_argument("--out", metavar="DIR", help="write report.md, results.csv, results.json and PNG plots here")
+    sp.add_argument("--no-plots", action="store_true", help="with --out: tables only")
+    sp.add_argument("--format", choices=report.FORMATS, default="md", help="what is printed (default: md)")
     sp.add_argument("--output", "-o", help="write to this file instead of stdout")
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=cmd_compare)
+
+    add_eval_parser(sub)
     return p
 
 
@@ -149,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             f.write(text.rstrip("\n") + "\n")
     else:
         print(text.rstrip("\n"))
-    return 0
+    return getattr(args, "exit_code", 0)
 
 
 if __name__ == "__main__":
