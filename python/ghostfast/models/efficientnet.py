@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from .efficientnet_blocks import GenEfficientNet, Row
-from .layers import ConvNormAct, SqueezeExcitation, make_divisible
+from .layers import ConvNormAct, SqueezeExcitation, init_torchvision, make_divisible
 from .registry import register
 
 __all__ = ["B0_STAGES", "LITE_ARCH", "MBConv", "StochasticDepth", "EfficientNet", "efficientnet_b0",
@@ -180,7 +180,7 @@ class EfficientNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(last, num_classes))
-        _init_weights_torchvision(self)
+        init_torchvision(self, linear_init=_uniform_linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -188,20 +188,11 @@ class EfficientNet(nn.Module):
         return self.classifier(x)
 
 
-def _init_weights_torchvision(model: nn.Module) -> None:
-    # torchvision EfficientNet's initialisation, so a fresh model trains like the canonical one.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            init_range = 1.0 / math.sqrt(m.out_features)
-            nn.init.uniform_(m.weight, -init_range, init_range)
-            nn.init.zeros_(m.bias)
+def _uniform_linear(m: nn.Linear) -> None:
+    # torchvision EfficientNet's classifier init: U(-1/sqrt(out), 1/sqrt(out)), zero bias.
+    r = 1.0 / math.sqrt(m.out_features)
+    nn.init.uniform_(m.weight, -r, r)
+    nn.init.zeros_(m.bias)
 
 
 def _efficientnet_lite(variant: str, num_classes: int, **kwargs) -> GenEfficientNet:

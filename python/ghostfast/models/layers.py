@@ -126,3 +126,24 @@ class SqueezeExcitation(SEModule):
     act = property(lambda self: self.activation)  # type: ignore[assignment]
     gate = property(lambda self: self.scale_activation)  # type: ignore[assignment]
 
+
+
+def init_torchvision(model: nn.Module, linear_init=None) -> None:
+    """torchvision's initialisation of its mobile models, so a fresh zoo model trains like the canonical one.
+
+    ``linear_init(layer)`` overrides the classifier's N(0, 0.01) (EfficientNet uses a uniform range).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear_init is not None:
+                linear_init(m)
+            else:
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import ConvNormAct, make_divisible
+from .layers import ConvNormAct, make_divisible, init_torchvision
 from .registry import register
 
 __all__ = ["InvertedResidual", "MobileNetV2", "SETTINGS", "mobilenet_v2"]
@@ -114,7 +114,7 @@ class MobileNetV2(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
-        _init_weights(self)
+        init_torchvision(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -122,19 +122,6 @@ class MobileNetV2(nn.Module):
         return self.classifier(x)
 
 
-def _init_weights(model: nn.Module) -> None:
-    # torchvision's initialisation, so a freshly built model trains like the canonical one.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 @register("mobilenet_v2", family="mobilenet_v2", canonical="torchvision:mobilenet_v2",

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from .layers import ConvNormAct, SqueezeExcitation, make_divisible
+from .layers import ConvNormAct, SqueezeExcitation, make_divisible, init_torchvision
 from .registry import register
 
 __all__ = ["InvertedResidualConfig", "InvertedResidual", "MobileNetV3", "LARGE", "SMALL",
@@ -202,7 +202,7 @@ class MobileNetV3(nn.Module):
             nn.Dropout(p=dropout, inplace=True),
             nn.Linear(last_channel, num_classes),
         )
-        _init_weights(self)
+        init_torchvision(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -210,19 +210,6 @@ class MobileNetV3(nn.Module):
         return self.classifier(x)
 
 
-def _init_weights(model: nn.Module) -> None:
-    # torchvision's initialisation, so a freshly built model trains like the canonical one.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 @register("mobilenet_v3_large", family="mobilenet_v3", canonical="torchvision:mobilenet_v3_large",
