@@ -26,10 +26,10 @@ def test_steady_clock_is_monotonic():
     assert (np.diff(reads) >= 0).all()
 
 
-def test_empty_loop_overhead_is_small_and_counted():
+def test_empty_loop_returns_one_sample_per_iteration():
+    # Its size is a benchmark (benchmarks/test_timing_overhead.py), not a test: tests never assert wall times.
     s = _core.time_empty_loop(10_000)
-    assert s.shape == (10_000,)
-    assert np.median(s) < 10_000  # well under 10 us: two clock reads, not a sleep or a syscall storm
+    assert s.shape == (10_000,) and s.dtype == np.int64 and (s >= 0).all()
 
 
 def test_exception_in_body_propagates():

@@ -88,6 +88,15 @@ void Engine::execute(size_t op_index, int32_t n) {
         const int64_t want = std::max<int64_t>(1, threads * kTasksPerThread / std::max(1, n));
         return static_cast<int32_t>(std::max<int64_t>(1, ceil_div(rows, want)));
     };
+    // Runs body(image, row_begin, row_end) over every image's output rows, split into parallel tasks.
+    auto for_image_rows = [&](auto&& body) {
+        const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+        auto task = [&](int64_t t) {
+            const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
+            body(img, r0, std::min(y.h, r0 + rpt));
+        };
+        parallel(int64_t{n} * chunks, task);
+    };
     // Pixel-range tasks over all n * h * w pixels (the planes of consecutive images are contiguous).
     const int64_t pixels = int64_t{n} * y.pixels();
     const int64_t pixel_chunk = threads == 1 ? pixels : std::max<int64_t>(64, ceil_div(pixels, threads * kTasksPerThread));
@@ -101,14 +110,11 @@ void Engine::execute(size_t op_index, int32_t n) {
             a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
             a.act = static_cast<Act>(spec.params[3]);
             a.packed = op.packed[0].data();
-            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
-            auto task = [&](int64_t t) {
+            for_image_rows([&](int32_t img, int32_t r0, int32_t r1) {
                 ConvArgs ta = a;
-                const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
                 ta.in = x.image(img), ta.out = y.image(img);
-                k.conv(ta, r0, std::min(y.h, r0 + rpt));
-            };
-            parallel(int64_t{n} * chunks, task);
+                k.conv(ta, r0, r1);
+            });
             break;
         }
         case OpType::kPointwise: {
@@ -150,14 +156,11 @@ void Engine::execute(size_t op_index, int32_t n) {
             a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
             a.act = static_cast<Act>(spec.params[3]);
             a.packed = op.packed[0].data();
-            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
-            auto task = [&](int64_t t) {
+            for_image_rows([&](int32_t img, int32_t r0, int32_t r1) {
                 DepthwiseArgs ta = a;
-                const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
                 ta.in = x.image(img), ta.out = y.image(img);
-                k.depthwise(ta, r0, std::min(y.h, r0 + rpt));
-            };
-            parallel(int64_t{n} * chunks, task);
+                k.depthwise(ta, r0, r1);
+            });
             break;
         }
         case OpType::kGhost: {
@@ -211,23 +214,14 @@ void Engine::execute(size_t op_index, int32_t n) {
                 k.pointwise(pa, t * pw_chunk, std::min(pixels, (t + 1) * pw_chunk), 0, init);
             };
             parallel(ceil_div(pixels, pw_chunk), pw_task);
-            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
-            if (cheap > 0) {
-                auto dw_task = [&](int64_t t) {
+            if (cheap > 0)
+                for_image_rows([&](int32_t img, int32_t r0, int32_t r1) {
                     DepthwiseArgs ta = da;
-                    const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
                     ta.in = y.image(img), ta.out = y.image(img) + init;
-                    k.depthwise(ta, r0, std::min(y.h, r0 + rpt));
-                };
-                parallel(int64_t{n} * chunks, dw_task);
-            }
-            if (res) {
-                auto res_task = [&](int64_t t) {
-                    const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
-                    add_residual(img, r0, std::min(y.h, r0 + rpt), 0, init + cheap);
-                };
-                parallel(int64_t{n} * chunks, res_task);
-            }
+                    k.depthwise(ta, r0, r1);
+                });
+            if (res)
+                for_image_rows([&](int32_t img, int32_t r0, int32_t r1) { add_residual(img, r0, r1, 0, init + cheap); });
             break;
         }
         case OpType::kSqueezeExcite: {
@@ -277,14 +271,11 @@ void Engine::execute(size_t op_index, int32_t n) {
             a.out_h = y.h, a.out_w = y.w, a.out_stride = y.stride, a.channels = x.c;
             a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
             const auto fn = op.type == OpType::kMaxPool ? k.max_pool : k.avg_pool;
-            const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
-            auto task = [&](int64_t t) {
+            for_image_rows([&](int32_t img, int32_t r0, int32_t r1) {
                 PoolArgs ta = a;
-                const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
                 ta.in = x.image(img), ta.out = y.image(img);
-                fn(ta, r0, std::min(y.h, r0 + rpt));
-            };
-            parallel(int64_t{n} * chunks, task);
+                fn(ta, r0, r1);
+            });
             break;
         }
         case OpType::kGlobalAvgPool: {
