@@ -237,6 +237,25 @@ def test_pointwise_every_activation_with_residual(isa, act):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("panels_extra", [(3, 15), (4, 0), (4, 1), (8, 5), (9, 0)])
+@pytest.mark.parametrize("act,res", [(0, False), (2, True), (5, True), (6, False)])
+def test_pointwise_single_row_multi_panel_path(isa, panels_extra, act, res):
+    # One row streams four weight panels at once; widths around multiples of 4 panels, whole and in column
+    # ranges that start at panel boundaries inside a four-panel group.
+    panels, extra = panels_extra
+    nr = gk.table_info(isa)["pointwise_nr"]
+    n, k = panels * nr + extra, 37
+    rng = rng_for("pw_gemv", panels, extra, act)
+    a, w, b = randn(rng, 1, k), randn(rng, n, k, scale=k ** -0.5), randn(rng, n)
+    r = randn(rng, 1, n) if res else None
+    want = gk.pointwise("reference", a, w, b, r, act)
+    assert_close(gk.pointwise(isa, a, w, b, r, act), want)
+    out = np.full((1, n), np.nan, np.float32)
+    gk.pointwise(isa, a, w, b, r, act, out=out, n_chunk=3)
+    assert_close(out, want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m,k,n", [(3136, 24, 72), (196, 80, 200), (49, 160, 960), (1, 960, 1280)])
 def test_pointwise_network_shapes(isa, m, k, n):
     rng = rng_for("pw_net", m, k, n)
@@ -354,6 +373,16 @@ def test_conv_stem(isa, oc):
     rng = rng_for("stem", oc)
     x, wt, b = randn(rng, 224, 224, 3), randn(rng, oc, 3, 3, 3, scale=0.3), randn(rng, oc)
     assert_close(gk.conv(isa, x, wt, b, 2, 1, 3), gk.conv("reference", x, wt, b, 2, 1, 3))
+
+
+@pytest.mark.parametrize("isa", ISAS + ["reference"])
+@pytest.mark.parametrize("h,w,ic,oc,s", [(224, 224, 3, 16, 2), (17, 23, 3, 20, 1), (9, 8, 5, 8, 2)])
+def test_conv_planar_input_matches_nhwc(isa, h, w, ic, oc, s):
+    # The engine's stem reads the caller's NCHW image in place: same result as on the NHWC copy.
+    rng = rng_for("conv_planar", h, w, ic, oc, s)
+    x, wt, b = randn(rng, h, w, ic), randn(rng, oc, ic, 3, 3, scale=0.3), randn(rng, oc)
+    planar = np.ascontiguousarray(x.transpose(2, 0, 1))
+    assert_close(gk.conv(isa, planar, wt, b, s, 1, 3, planar=True), gk.conv("reference", x, wt, b, s, 1, 3))
 
 
 def _conv_cases():

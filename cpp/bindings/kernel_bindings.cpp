@@ -283,9 +283,22 @@ nb::object depthwise(const std::string& isa, const CArr& x, const CContig& w, co
 }
 
 nb::object conv(const std::string& isa, const CArr& x, const CContig& w, const std::optional<CContig>& bias,
-                int stride, int pad, int act, const std::optional<MArr>& out, int64_t row_chunk, int64_t repeat) {
+                int stride, int pad, int act, const std::optional<MArr>& out, int64_t row_chunk, int64_t repeat,
+                bool planar) {
     const KernelTable* t = table_for(isa);
-    const Plane in = plane(x, "x");
+    Plane in{};
+    int64_t c_stride = 1;
+    if (planar) {  // x[c, h, w], C-contiguous: the engine's NCHW input
+        require(x.ndim() == 3 && x.shape(0) >= 1 && x.shape(1) >= 1 && x.shape(2) >= 1,
+                "planar x must be 3-D [c, h, w] and not empty");
+        const int64_t c = x.shape(0), h = x.shape(1), wd = x.shape(2);
+        require(h < (1 << 20) && wd < (1 << 20) && c < (1 << 24), "x is too large");
+        require(x.stride(2) == 1 && x.stride(1) == wd && x.stride(0) == h * wd, "planar x must be C-contiguous");
+        in = {x.data(), static_cast<int32_t>(h), static_cast<int32_t>(wd), static_cast<int32_t>(c), 1};
+        c_stride = h * wd;
+    } else {
+        in = plane(x, "x");
+    }
     require(w.ndim() == 4 && static_cast<int32_t>(w.shape(1)) == in.c && w.shape(2) == w.shape(3) && w.shape(0) >= 1,
             "w must have shape [out_c, in_c, k, k] with in_c = x.shape[2]");
     const int32_t k = static_cast<int32_t>(w.shape(2));
@@ -296,6 +309,7 @@ nb::object conv(const std::string& isa, const CArr& x, const CContig& w, const s
     args.in_w = in.w;
     args.in_c = in.c;
     args.in_stride = in.stride;
+    args.in_c_stride = c_stride;
     args.out_c = out_c;
     args.kernel = k;
     args.stride = stride;
@@ -490,8 +504,8 @@ void bind_kernels(nb::module_& m) {
           "act"_a = 0, nb::arg("out").noconvert() = nb::none(), "row_chunk"_a = 0, "repeat"_a = 0,
           "Depthwise conv of x[h, w, c] with w[c, k, k].");
     k.def("conv", &conv, "isa"_a, "x"_a, "w"_a, "bias"_a = nb::none(), "stride"_a = 1, "pad"_a = 1, "act"_a = 0,
-          nb::arg("out").noconvert() = nb::none(), "row_chunk"_a = 0, "repeat"_a = 0,
-          "Dense conv of x[h, w, in_c] with w[out_c, in_c, k, k].");
+          nb::arg("out").noconvert() = nb::none(), "row_chunk"_a = 0, "repeat"_a = 0, "planar"_a = false,
+          "Dense conv of x[h, w, in_c] (planar: x[in_c, h, w]) with w[out_c, in_c, k, k].");
     k.def(
         "max_pool",
         [](const std::string& isa, const CArr& x, int kernel, int stride, int pad, const std::optional<MArr>& out,

@@ -137,6 +137,10 @@ private:
     size_t arena_floats_ = 0;
     size_t packed_floats_ = 0;
     std::vector<float> scratch_;  // SE pooled / hidden / gate vectors
+    // The op that reads the caller's NCHW input in place (a stem conv that is the input's only reader), or
+    // -1: then the input is first converted into its NHWC arena value.
+    int64_t planar_input_op_ = -1;
+    const float* run_input_ = nullptr;  // the caller's input during run_locked
     std::mutex mutex_;
 };
 

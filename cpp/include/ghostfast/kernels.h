@@ -66,7 +66,8 @@ struct DepthwiseArgs {
 struct ConvArgs {
     const float* in = nullptr;
     int32_t in_h = 0, in_w = 0, in_c = 0;
-    int64_t in_stride = 0;
+    int64_t in_stride = 0;    // floats from one input pixel to the next (NHWC: >= in_c; planar NCHW: 1)
+    int64_t in_c_stride = 1;  // floats from one input channel to the next (NHWC: 1; planar NCHW: in_h * in_w)
     float* out = nullptr;
     int32_t out_h = 0, out_w = 0, out_c = 0;
     int64_t out_stride = 0;

@@ -24,25 +24,31 @@ public:
 
     int threads() const { return threads_; }
 
-    // Runs all tasks and returns when every one has finished. Tasks are split into `threads` contiguous,
-    // near-equal chunks (chunk i to thread i; the caller is thread 0), so a thread touches neighbouring rows.
+    // Runs all tasks and returns when every one has finished. Threads claim tasks one at a time in index
+    // order (the caller takes part), so the split adapts to a thread that starts late. Not reentrant: one
+    // caller at a time (the engine serializes runs).
     void run(int64_t tasks, TaskFn fn, void* context);
 
 private:
-    void worker_loop(int index);
-    void run_chunk(int index);
+    void worker_loop();
+    void work_on(uint64_t job);
 
     const int threads_;
     std::vector<std::thread> workers_;
-    std::atomic<uint64_t> generation_{0};
-    std::atomic<int> pending_{0};
+    uint64_t job_ = 0;                     // the caller's job counter
+    std::atomic<uint64_t> generation_{0};  // the latest published job (what sleeping workers wait on)
+    std::atomic<uint64_t> next_{0};        // (job number low 32 bits) << 32 | next unclaimed task index
+    std::atomic<int64_t> finished_{0};     // tasks of the current job that have completed
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
     std::condition_variable wake_;
-    // The current job, published before generation_ is bumped.
-    int64_t tasks_ = 0;
-    TaskFn fn_ = nullptr;
-    void* context_ = nullptr;
+    // Job j's description lives in slots_[j & 1], written before j is published (see work_on).
+    struct Slot {
+        std::atomic<int64_t> tasks{0};
+        std::atomic<TaskFn> fn{nullptr};
+        std::atomic<void*> context{nullptr};
+    };
+    Slot slots_[2];
 };
 
 }  // namespace ghostfast

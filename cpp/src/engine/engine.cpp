@@ -104,6 +104,14 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
     validate();
     pack_weights();
     plan_arena();
+    int64_t readers = 0;
+    for (size_t i = 0; i < program_.ops.size(); ++i)
+        for (int32_t v : program_.ops[i].inputs)
+            if (v == program_.input_value) {
+                ++readers;
+                if (program_.ops[i].type == static_cast<int32_t>(OpType::kConv)) planar_input_op_ = static_cast<int64_t>(i);
+            }
+    if (readers != 1) planar_input_op_ = -1;
 }
 
 Engine::~Engine() { std::free(arena_); }

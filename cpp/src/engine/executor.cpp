@@ -14,6 +14,10 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Tasks per thread: enough to even out uneven tasks, few enough that per-task overhead stays small.
 constexpr int64_t kTasksPerThread = 4;
 
+// Column splits of single-row GEMMs (linear layers, SE) come in blocks of this many weight panels: the kernel
+// streams four panels at once for one row (kernels_impl.h, pw_gemv_panels), narrower pieces stream one.
+constexpr int64_t kColumnBlockPanels = 4;
+
 // Rows of the primary 1x1 output kept ahead of the cheap depthwise in the single-thread Ghost band loop.
 constexpr int32_t kGhostBandRows = 4;
 
@@ -56,14 +60,22 @@ void Engine::run_locked(const float* input, int32_t n, float* output, std::vecto
     // Layout edge: NCHW in, NHWC (channel slice of the input buffer) inside.
     const View in = view_of(program_.input_value);
     const int64_t hw = in.pixels();
+    // Pixel blocks small enough that the block's NHWC rows stay in L1 while each channel plane's contiguous
+    // run is scattered into them (channel-outer: sequential reads, one simple loop per channel).
+    constexpr int64_t kLayoutBlock = 512;
+    const int64_t blocks = ceil_div(hw, kLayoutBlock);
     auto to_nhwc = [&](int64_t task) {
-        const int32_t img = static_cast<int32_t>(task);
+        const int32_t img = static_cast<int32_t>(task / blocks);
+        const int64_t p0 = task % blocks * kLayoutBlock, p1 = std::min(hw, p0 + kLayoutBlock);
         const float* src = input + img * hw * in.c;
         float* dst = in.image(img);
-        for (int64_t p = 0; p < hw; ++p)
-            for (int32_t c = 0; c < in.c; ++c) dst[p * in.stride + c] = src[c * hw + p];
+        for (int32_t c = 0; c < in.c; ++c) {
+            const float* plane = src + c * hw;
+            for (int64_t p = p0; p < p1; ++p) dst[p * in.stride + c] = plane[p];
+        }
     };
-    parallel(n, to_nhwc);
+    run_input_ = input;
+    if (planar_input_op_ < 0) parallel(n * blocks, to_nhwc);
     lap(0);
     for (size_t i = 0; i < prepared_.size(); ++i) {
         execute(i, n);
@@ -110,9 +122,12 @@ void Engine::execute(size_t op_index, int32_t n) {
             a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
             a.act = static_cast<Act>(spec.params[3]);
             a.packed = op.packed[0].data();
+            const bool planar = static_cast<int64_t>(op_index) == planar_input_op_;
+            if (planar) a.in_stride = 1, a.in_c_stride = x.pixels();
             for_image_rows([&](int32_t img, int32_t r0, int32_t r1) {
                 ConvArgs ta = a;
-                ta.in = x.image(img), ta.out = y.image(img);
+                ta.in = planar ? run_input_ + img * x.pixels() * x.c : x.image(img);
+                ta.out = y.image(img);
                 k.conv(ta, r0, r1);
             });
             break;
@@ -130,7 +145,8 @@ void Engine::execute(size_t op_index, int32_t n) {
             const int64_t panels = ceil_div(ng, nr);
             int64_t col_tasks = 1;
             if (threads > 1 && pixels < 64 * threads) col_tasks = std::min<int64_t>(panels, threads * kTasksPerThread);
-            const int64_t panels_per_task = ceil_div(panels, col_tasks);
+            int64_t panels_per_task = ceil_div(panels, col_tasks);
+            if (pixels == 1) panels_per_task = ceil_div(panels_per_task, kColumnBlockPanels) * kColumnBlockPanels;
             col_tasks = ceil_div(panels, panels_per_task);
             const int64_t row_chunk = threads == 1 ? pixels : std::max<int64_t>(16, ceil_div(pixels, threads * kTasksPerThread / col_tasks + 1));
             const int64_t row_tasks = ceil_div(pixels, row_chunk);
@@ -230,27 +246,51 @@ void Engine::execute(size_t op_index, int32_t n) {
             float* pooled = scratch_.data();
             float* hidden = pooled + c;
             float* gate = hidden + rd;
+            const int32_t nr = k.pointwise_nr;
+            // Channel ranges in whole weight panels: the pool, fc2 and the scaling of one range need nothing
+            // from the others, so fc2 and the scaling share a task (one barrier fewer).
+            const int64_t block = kColumnBlockPanels * nr;
+            auto ranges = [&](int32_t width) {
+                return threads == 1 ? 1 : std::min<int64_t>(threads * 2, ceil_div(width, block));
+            };
+            auto range = [&](int32_t width, int64_t tasks, int64_t t, int32_t& c0, int32_t& c1) {
+                const int64_t per = ceil_div(ceil_div(width, block), tasks) * block;
+                c0 = static_cast<int32_t>(std::min<int64_t>(width, t * per));
+                c1 = static_cast<int32_t>(std::min<int64_t>(width, (t + 1) * per));
+            };
+            const int64_t c_tasks = ranges(c), rd_tasks = ranges(rd);
             for (int32_t img = 0; img < n; ++img) {
                 const float* src = x.image(img);
                 float* dst = y.image(img);
-                if (dst != src)
-                    for (int64_t p = 0; p < y.pixels(); ++p)
-                        std::memcpy(dst + p * y.stride, src + p * x.stride, sizeof(float) * c);
-                k.global_avg_pool(src, x.pixels(), x.stride, c, pooled);
+                auto pool_task = [&](int64_t t) {
+                    int32_t c0, c1;
+                    range(c, c_tasks, t, c0, c1);
+                    if (c1 > c0) k.global_avg_pool(src + c0, x.pixels(), x.stride, c1 - c0, pooled + c0);
+                };
+                parallel(c_tasks, pool_task);
                 PointwiseArgs f1;
                 f1.a = pooled, f1.a_stride = c, f1.c = hidden, f1.c_stride = rd, f1.m = 1, f1.k = c, f1.n = rd;
                 f1.packed = op.packed[0].data(), f1.act = static_cast<Act>(spec.params[0]);
-                k.pointwise(f1, 0, 1, 0, rd);
+                auto fc1_task = [&](int64_t t) {
+                    int32_t n0, n1;
+                    range(rd, rd_tasks, t, n0, n1);
+                    k.pointwise(f1, 0, 1, n0, n1);
+                };
+                parallel(rd_tasks, fc1_task);
                 PointwiseArgs f2;
                 f2.a = hidden, f2.a_stride = rd, f2.c = gate, f2.c_stride = c, f2.m = 1, f2.k = rd, f2.n = c;
                 f2.packed = op.packed[1].data(), f2.act = static_cast<Act>(spec.params[1]);
-                k.pointwise(f2, 0, 1, 0, c);
-                const int64_t hw = y.pixels();
-                const int64_t chunk = threads == 1 ? hw : std::max<int64_t>(64, ceil_div(hw, threads * 2));
-                auto task = [&](int64_t t) {
-                    k.scale_channels(dst, y.stride, gate, c, t * chunk, std::min(hw, (t + 1) * chunk));
+                auto gate_task = [&](int64_t t) {
+                    int32_t c0, c1;
+                    range(c, c_tasks, t, c0, c1);
+                    if (c1 <= c0) return;
+                    k.pointwise(f2, 0, 1, c0, c1);
+                    if (dst != src)
+                        for (int64_t p = 0; p < y.pixels(); ++p)
+                            std::memcpy(dst + p * y.stride + c0, src + p * x.stride + c0, sizeof(float) * (c1 - c0));
+                    k.scale_channels(dst + c0, y.stride, gate + c0, c1 - c0, 0, y.pixels());
                 };
-                parallel(ceil_div(hw, chunk), task);
+                parallel(c_tasks, gate_task);
             }
             break;
         }

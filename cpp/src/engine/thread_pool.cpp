@@ -14,10 +14,13 @@ namespace {
 // About 50-100 microseconds of spinning: longer than the gap between two ops of one inference, much shorter
 // than the gap between two inferences of a caller that is doing something else.
 constexpr int kSpinIterations = 20000;
+
+constexpr uint64_t kIndexMask = 0xffffffffull;
+uint64_t pack(uint64_t job, uint64_t index) { return (job << 32) | index; }
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -30,10 +33,28 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_chunk(int index) {
-    const int64_t begin = tasks_ * index / threads_;
-    const int64_t end = tasks_ * (index + 1) / threads_;
-    for (int64_t t = begin; t < end; ++t) fn_(context_, t);
+// Claims and runs tasks of job `job` until none are left or the job is no longer current. A claim is a CAS on
+// (job, next index): it succeeds only while `job` is the current job, and then the job's slot (written before
+// the job was published, rewritten only two jobs later) holds this job's function. A worker that woke late
+// therefore never runs a task of a newer job with an older job's function: its CAS fails instead.
+void ThreadPool::work_on(uint64_t job) {
+    const Slot& slot = slots_[job & 1];
+    const TaskFn fn = slot.fn.load(std::memory_order_acquire);
+    void* const context = slot.context.load(std::memory_order_acquire);
+    const int64_t tasks = slot.tasks.load(std::memory_order_acquire);
+    int64_t done = 0;
+    uint64_t cur = next_.load(std::memory_order_acquire);
+    for (;;) {
+        if ((cur >> 32) != (job & kIndexMask)) break;
+        const int64_t index = static_cast<int64_t>(cur & kIndexMask);
+        if (index >= tasks) break;
+        if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+            continue;
+        fn(context, index);
+        ++done;
+        cur = next_.load(std::memory_order_acquire);
+    }
+    if (done) finished_.fetch_add(done, std::memory_order_acq_rel);
 }
 
 void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
@@ -42,21 +63,26 @@ void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
         for (int64_t t = 0; t < tasks; ++t) fn(context, t);
         return;
     }
-    tasks_ = tasks;
-    fn_ = fn;
-    context_ = context;
-    pending_.store(threads_ - 1, std::memory_order_relaxed);
+    const uint64_t job = ++job_;
+    Slot& slot = slots_[job & 1];
+    slot.fn.store(fn, std::memory_order_relaxed);
+    slot.context.store(context, std::memory_order_relaxed);
+    slot.tasks.store(tasks, std::memory_order_relaxed);
+    finished_.store(0, std::memory_order_relaxed);
+    next_.store(pack(job & kIndexMask, 0), std::memory_order_release);
     {
         // Taking the lock orders the bump against a worker that is about to sleep, so no wake-up is lost.
         std::lock_guard<std::mutex> lock(mutex_);
-        generation_.fetch_add(1, std::memory_order_acq_rel);
+        generation_.store(job, std::memory_order_release);
     }
     wake_.notify_all();
-    run_chunk(0);
-    while (pending_.load(std::memory_order_acquire) != 0) GF_PAUSE();
+    // Tasks are claimed one at a time by whoever is free, so a worker that is slow to wake (or descheduled
+    // by a busy machine) costs nothing: the caller takes its share.
+    work_on(job);
+    while (finished_.load(std::memory_order_acquire) != tasks) GF_PAUSE();
 }
 
-void ThreadPool::worker_loop(int index) {
+void ThreadPool::worker_loop() {
     uint64_t seen = 0;
     for (;;) {
         uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -71,8 +97,7 @@ void ThreadPool::worker_loop(int index) {
         }
         seen = gen;
         if (stop_.load(std::memory_order_acquire)) return;
-        run_chunk(index);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        work_on(gen);
     }
 }
 

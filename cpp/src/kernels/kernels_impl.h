@@ -285,10 +285,51 @@ static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1,
     if (m < m1) pw_remainder<NV, MR - 1>(static_cast<int32_t>(m1 - m), args, m, panel, n0, tail, cols, epi);
 }
 
+// One row (M = 1: a linear layer at batch 1, an SE fully-connected layer) against kGemvPanels full panels at
+// once. A single row does one FMA per weight loaded, so this is bound by how fast the weights stream in (the
+// classifier and conv_head of GhostNet are ~5 MB each, mostly outside L2). One panel at a time is a single
+// sequential stream and reaches ~17 GB/s here; four panels are four concurrent streams (~2x that), and their
+// 4 * kPwNV independent accumulators also cover the FMA latency that a one-panel row tile cannot.
+static constexpr int kGemvPanels = 4;
+__attribute__((noinline)) static void pw_gemv_panels(const float* a, int32_t k, const float* panel,
+                                                     int64_t panel_stride, float* c, const float* res,
+                                                     const Epi& epi) {
+    constexpr int N = kGemvPanels * kPwNV;
+    vf acc[N];
+    const float* w[kGemvPanels];
+    GF_UNROLL for (int p = 0; p < kGemvPanels; ++p) {
+        w[p] = panel + p * panel_stride;
+        GF_UNROLL for (int v = 0; v < kPwNV; ++v) acc[p * kPwNV + v] = v_load(w[p] + v * kW);
+        w[p] += kPwNR;
+    }
+#pragma GCC unroll 2
+    for (int32_t kk = 0; kk < k; ++kk) {
+        const vf x = v_bcast(a + kk);
+        GF_UNROLL for (int p = 0; p < kGemvPanels; ++p) {
+            GF_UNROLL for (int v = 0; v < kPwNV; ++v)
+                acc[p * kPwNV + v] = v_fma(x, v_load(w[p] + v * kW), acc[p * kPwNV + v]);
+            w[p] += kPwNR;
+        }
+    }
+    if (res) GF_UNROLL for (int i = 0; i < N; ++i) acc[i] = v_add(acc[i], v_load(res + i * kW));
+    epi_apply(acc, epi);
+    GF_UNROLL for (int i = 0; i < N; ++i) v_store(c + i * kW, acc[i]);
+    if (epi.post_pass) act_rows(c, 0, 1, N * kW, epi.act);
+}
+
 static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end, int32_t n_begin, int32_t n_end) {
     if (m_begin >= m_end || n_begin >= n_end) return;
     const Epi epi = epi_for(args.act);
     const int64_t panel_stride = static_cast<int64_t>(kPwNR) * (static_cast<int64_t>(args.k) + 1);
+    if (m_end - m_begin == 1) {
+        // A single row: groups of full panels as concurrent weight streams, the rest below.
+        const int64_t m = m_begin;
+        for (; n_begin + kGemvPanels * kPwNR <= n_end; n_begin += kGemvPanels * kPwNR)
+            pw_gemv_panels(args.a + m * args.a_stride, args.k, args.packed + (n_begin / kPwNR) * panel_stride,
+                           panel_stride, args.c + m * args.c_stride + n_begin,
+                           args.residual ? args.residual + m * args.r_stride + n_begin : nullptr, epi);
+        if (n_begin >= n_end) return;
+    }
     // Rows per block: the block's A rows (~128 KiB) stay in L2 while every panel of [n_begin, n_end) sweeps
     // over them; each panel (k x kPwNR floats) stays in L1/L2 across the block's row tiles.
     int64_t mc = (128 * 1024) / (4 * (static_cast<int64_t>(args.k) + 1));
@@ -539,7 +580,9 @@ static void depthwise(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Dense k x k convolution (the stems): an implicit-im2col GEMM, vectorized over output channels.
+// Dense k x k convolution (the stems): an implicit-im2col GEMM, vectorized over output channels. The input is
+// NHWC, or planar NCHW (in_stride 1, in_c_stride h * w): the engine's stem reads the caller's NCHW image
+// directly instead of converting it first (a 600 KB round trip through memory at 224 x 224).
 //
 // Packed weights: ceil(out_c / kConvNR) panels; panel p holds kConvNR floats of bias, then k*k*in_c rows of
 // kConvNR weights, row (i*k + j)*in_c + ic = w[p*kConvNR .. +kConvNR)[ic][i][j], zero-padded past out_c. The
@@ -572,7 +615,7 @@ static void pack_conv(const float* w, const float* bias, int32_t in_c, int32_t o
 // What the conv loops need, copied out of ConvArgs into a local (see DwCtx).
 struct ConvCtx {
     const float* in;
-    int64_t in_stride, in_row_stride, out_stride, px_step;
+    int64_t in_stride, in_c_stride, in_row_stride, out_stride, px_step;
     int32_t in_w, in_c, kernel, stride, pad, out_w;
     Epi epi;
 };
@@ -593,7 +636,7 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
     if (KS > 0) j_lo = 0, j_hi = KS;
     const int32_t ix0 = x * c.stride - c.pad;
     // One FMA step: input channel values of the XB pixels (one broadcast each) times NV weight vectors.
-    auto step = [&](const float* const* px, int32_t off, const float* w) __attribute__((always_inline)) {
+    auto step = [&](const float* const* px, int64_t off, const float* w) __attribute__((always_inline)) {
         vf b[NV];
         GF_UNROLL for (int v = 0; v < NV; ++v) b[v] = v_load(w + v * kW);
         GF_UNROLL for (int o = 0; o < XB; ++o) {
@@ -609,12 +652,12 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
         const float* w = panel + kConvNR + static_cast<int64_t>(i * k + j_lo) * in_c * kConvNR;
         if constexpr (KS > 0 && IC > 0) {
             GF_UNROLL for (int j = 0; j < KS; ++j) {
-                GF_UNROLL for (int ic = 0; ic < IC; ++ic) step(px, ic, w + (j * IC + ic) * kConvNR);
+                GF_UNROLL for (int ic = 0; ic < IC; ++ic) step(px, ic * c.in_c_stride, w + (j * IC + ic) * kConvNR);
                 GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
             }
         } else {
             for (int32_t j = j_lo; j < j_hi; ++j) {
-                for (int32_t ic = 0; ic < in_c; ++ic, w += kConvNR) step(px, ic, w);
+                for (int32_t ic = 0; ic < in_c; ++ic, w += kConvNR) step(px, ic * c.in_c_stride, w);
                 GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
             }
         }
@@ -660,6 +703,7 @@ static void conv_rows(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
     ConvCtx c;
     c.in = a.in;
     c.in_stride = a.in_stride;
+    c.in_c_stride = a.in_c_stride;
     c.in_row_stride = static_cast<int64_t>(a.in_w) * a.in_stride;
     c.out_stride = a.out_stride;
     c.px_step = static_cast<int64_t>(a.stride) * a.in_stride;

@@ -84,7 +84,7 @@ void conv(const ConvArgs& args, const float* w, const float* bias) {
                         for (int32_t j = 0; j < k; ++j) {
                             const int32_t ix = x * args.stride - args.pad + j;
                             if (ix < 0 || ix >= args.in_w) continue;
-                            const float v = args.in[(static_cast<int64_t>(iy) * args.in_w + ix) * args.in_stride + ic];
+                            const float v = args.in[(static_cast<int64_t>(iy) * args.in_w + ix) * args.in_stride + ic * args.in_c_stride];
                             sum += static_cast<double>(v) * w[((static_cast<int64_t>(oc) * args.in_c + ic) * k + i) * k + j];
                         }
                     }
