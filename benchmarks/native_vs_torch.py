@@ -19,6 +19,7 @@ from tqdm import tqdm
 from ghostfast import env, models
 from ghostfast.backends import get_backend
 from ghostfast.benchmark import prepare_model
+from ghostfast.comparison import wait_until_cpu_idle
 
 
 def measure(name: str, threads: int, rounds: int, iters: int, backends=("native", "torch")) -> dict:
@@ -30,6 +31,7 @@ def measure(name: str, threads: int, rounds: int, iters: int, backends=("native"
             runners[b].time(max(3, iters // 4), 0)  # warm-up: caches, thread pools, allocator
         for _ in range(rounds):
             for b in backends:
+                wait_until_cpu_idle()  # the other backend's pool threads may still be spinning
                 samples[b].append(runners[b].time(iters, 0))
     finally:
         for r in runners.values():

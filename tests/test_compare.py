@@ -389,3 +389,26 @@ def test_cli_defaults_match_compare():
     assert args.backends.split(",") == list(comparison.DEFAULT_BACKENDS)
     assert (args.iters, args.rounds, args.threads) == (comparison.DEFAULT_ITERS, comparison.DEFAULT_ROUNDS,
                                                        list(comparison.DEFAULT_THREADS))
+
+
+def test_wait_until_cpu_idle_waits_out_a_spinning_thread():
+    # A thread of this process that keeps a core busy (like an idle pool spinning after a run) holds the wait
+    # until its limit; the waits between interleaved rounds rely on that.
+    import threading
+
+    from ghostfast.comparison import wait_until_cpu_idle
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    try:
+        waited = wait_until_cpu_idle(window_s=0.002, limit_s=0.05)
+    finally:
+        stop.set()
+        t.join()
+    assert waited >= 0.05

@@ -11,6 +11,9 @@ Method, per model:
    every round preceded by ``warmup`` untimed iterations (and the first by one extra untimed round). Slow phases
    of a shared machine then hit every backend alike, so the ratio to the baseline holds when absolute
    times drift. All backends are timed by the C++ loop (``Runner.time``) on the same input, threads and batch.
+   Before each round the process waits until the previous backend's idle pool threads stop spinning
+   (:func:`wait_until_cpu_idle`): ONNX Runtime's workers keep a core busy for ~60 ms after every run, which
+   would otherwise time-share a core with the next backend's own workers.
 
 Ctrl-C stops the run: runners are closed, the group being measured is dropped, and the records measured so far
 are returned with ``result.interrupted = True``.
@@ -138,6 +141,18 @@ def _model_fields(name: str) -> dict:
     }
 
 
+def wait_until_cpu_idle(window_s: float = 0.002, busy_fraction: float = 0.25, limit_s: float = 0.25) -> float:
+    """Sleep until this process's threads (other backends' spinning thread pools) use less than
+    ``busy_fraction`` of one core over a ``window_s`` window, or ``limit_s`` passed; returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        c0 = time.process_time()
+        time.sleep(window_s)
+        if time.process_time() - c0 < busy_fraction * window_s:
+            break
+    return time.perf_counter() - start
+
+
 def _round_sizes(iters: int, rounds: int) -> list[int]:
     rounds = min(rounds, iters)
     return [iters // rounds + (1 if i < iters % rounds else 0) for i in range(rounds)]
@@ -192,6 +207,7 @@ def measure_group(model, x: torch.Tensor, reference: np.ndarray, backends: list[
             for name, runner in list(runners.items()):
                 # Before the first round one untimed round more: first calls build caches, profile
                 # (TorchScript), spin up thread pools.
+                wait_until_cpu_idle()
                 try:
                     samples[name].append(np.asarray(runner.time(n, warmup + (n if i == 0 else 0))))
                 except Exception as e:
