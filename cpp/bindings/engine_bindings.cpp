@@ -45,7 +45,8 @@ std::unique_ptr<Engine> make_engine(int32_t max_batch, int32_t input_value, int3
     for (const auto& [shape, data] : tensors) {
         ghostfast::TensorSpec t;
         t.shape = shape;
-        t.data.assign(data.data(), data.data() + data.size());
+        t.external = data.data();  // `tensors` (and so the arrays) outlive the Engine constructor below
+        t.external_size = data.size();
         p.tensors.push_back(std::move(t));
     }
     nb::gil_scoped_release release;  // packing big models takes a while; nothing here touches Python

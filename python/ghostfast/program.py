@@ -140,7 +140,8 @@ def load_program(path) -> Program:
         nbytes = _int(spec.get("nbytes"), f"tensor {i} size", 0, len(data) - off)
         if nbytes != 4 * int(np.prod(shape, dtype=np.int64)):
             raise ModelFileError(f"corrupted model file: tensor {i} size does not match its shape")
-        tensors.append(np.frombuffer(data, dtype="<f4", count=nbytes // 4, offset=off).astype(np.float32).reshape(shape))
+        # Read-only views into the file's bytes, not copies: loading holds one copy of the weights, not two.
+        tensors.append(np.frombuffer(data, dtype="<f4", count=nbytes // 4, offset=off).reshape(shape))
     ops = []
     for i, op in enumerate(_list(p.get("ops"), "ops")):
         if not isinstance(op, list) or len(op) != 6 or not isinstance(op[5], str):

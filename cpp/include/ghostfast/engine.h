@@ -72,6 +72,12 @@ struct OpSpec {
 struct TensorSpec {
     std::vector<int64_t> shape;
     std::vector<float> data;
+    // Instead of `data`: floats owned by the caller, alive until the Engine constructor returns (the Python
+    // binding passes the numpy arrays this way, so building an engine makes no extra copy of the weights).
+    const float* external = nullptr;
+    size_t external_size = 0;
+    const float* values() const { return external ? external : data.data(); }
+    size_t size() const { return external ? external_size : data.size(); }
 };
 
 struct ProgramSpec {
@@ -106,6 +112,7 @@ public:
     // Per-op mean wall time over `iters` runs of `input` (n images).
     std::vector<OpTiming> profile_ops(const float* input, int32_t n, int32_t iters);
 
+    // The validated program; weight tensors keep their shapes but not their data (released after packing).
     const ProgramSpec& program() const { return program_; }
     int32_t max_batch() const { return program_.max_batch; }
     int32_t in_c() const;

@@ -151,8 +151,8 @@ void Engine::validate() {
             n *= d;
             if (n > (int64_t{1} << 32)) fail("tensor " + std::to_string(i) + " is too large");
         }
-        if (static_cast<size_t>(n) != t.data.size())
-            fail("tensor " + std::to_string(i) + " holds " + std::to_string(t.data.size()) +
+        if (static_cast<size_t>(n) != t.size())
+            fail("tensor " + std::to_string(i) + " holds " + std::to_string(t.size()) +
                  " floats, its shape needs " + std::to_string(n));
     }
     auto check_value = [&](int32_t id, const std::string& where) {
@@ -327,7 +327,7 @@ void Engine::pack_weights() {
     const ProgramSpec& p = program_;
     prepared_.clear();
     packed_floats_ = 0;
-    auto tensor = [&](const OpSpec& op, size_t slot) { return p.tensors[op.tensors[slot]].data.data(); };
+    auto tensor = [&](const OpSpec& op, size_t slot) { return p.tensors[op.tensors[slot]].values(); };
     auto pack_pw = [&](const float* w, const float* b, int32_t k, int32_t n) {
         AlignedFloats out(kernels_->pointwise_packed_size(k, n));
         kernels_->pack_pointwise(w, b, k, n, out.data());
@@ -341,6 +341,11 @@ void Engine::pack_weights() {
         return out;
     };
     size_t scratch = 0;
+    // Each weight tensor is released once the last op using it is packed: the engine keeps only the packed
+    // copy, and the transient peak stays near one copy of the weights rather than two.
+    std::vector<int32_t> uses(p.tensors.size(), 0);
+    for (const OpSpec& op : p.ops)
+        for (int32_t t : op.tensors) ++uses[static_cast<size_t>(t)];
     for (const OpSpec& op : p.ops) {
         auto prep = std::make_unique<Prepared>();
         prep->type = static_cast<OpType>(op.type);
@@ -380,6 +385,12 @@ void Engine::pack_weights() {
                 break;
         }
         prepared_.push_back(std::move(prep));
+        for (int32_t t : op.tensors)
+            if (--uses[static_cast<size_t>(t)] == 0) {
+                TensorSpec& spec = program_.tensors[static_cast<size_t>(t)];
+                std::vector<float>().swap(spec.data);
+                spec.external = nullptr, spec.external_size = 0;
+            }
     }
     scratch_.assign(scratch + 16, 0.0f);
 }
