@@ -291,10 +291,20 @@ static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1,
     const PointwiseArgs args = args_ref;  // a local copy: see DwCtx
     constexpr int MR = pw_mr<NV>();
     int64_t m = m0;
-    for (; m + MR <= m1; m += MR) {
+    // A short remainder (fewer than MR / 2 rows, e.g. 1 of 49 rows) would run as a thin tile with too few
+    // independent accumulators to cover the FMA latency: the last full tile and the remainder run as two
+    // tiles of about (MR + rem) / 2 rows instead.
+    const int64_t rem = (m1 - m0) % MR;
+    const int64_t full_end = (rem > 0 && rem < MR / 2 && m1 - m0 > MR) ? m1 - rem - MR : m1;
+    for (; m + MR <= full_end; m += MR) {
         pw_tile<MR, NV>(args.a + m * args.a_stride, args.a_stride, args.k, panel, args.c + m * args.c_stride + n0,
                         args.c_stride, args.residual ? args.residual + m * args.r_stride + n0 : nullptr,
                         args.r_stride, tail, cols, epi);
+    }
+    if (full_end < m1) {  // the rebalanced pair: (MR + rem + 1) / 2 rows, then the rest
+        const int32_t first = static_cast<int32_t>((m1 - m + 1) / 2);
+        pw_remainder<NV, MR - 1>(first, args, m, panel, n0, tail, cols, epi);
+        m += first;
     }
     if (m < m1) pw_remainder<NV, MR - 1>(static_cast<int32_t>(m1 - m), args, m, panel, n0, tail, cols, epi);
 }
