@@ -46,6 +46,7 @@ struct PointwiseArgs {
 // Depthwise convolution (groups == channels) of one image, square kernel, symmetric zero padding:
 // out[y, x, c] = act(bias[c] + sum_{i,j} in[y*s - pad + i, x*s - pad + j, c] * w[c, i, j]),
 // for output rows [y_begin, y_end). out_h = (in_h + 2*pad - kernel) / stride + 1 (likewise out_w).
+// `out` must not overlap the channels of `in` that are read (other channels of the same buffer are fine).
 struct DepthwiseArgs {
     const float* in = nullptr;
     int32_t in_h = 0, in_w = 0;
