@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -24,20 +25,24 @@ public:
 
     int threads() const { return threads_; }
 
-    // Runs all tasks and returns when every one has finished. Threads claim tasks one at a time in index
-    // order (the caller takes part), so the split adapts to a thread that starts late. Not reentrant: one
-    // caller at a time (the engine serializes runs).
+    // Runs all tasks and returns when every one has finished. Thread i (the caller is 0) owns the i-th
+    // contiguous share of the tasks and claims them one at a time; a thread that runs out takes what is left
+    // of the others' shares, so the split adapts to a thread that starts late or runs slow. Not reentrant:
+    // one caller at a time (the engine serializes runs).
     void run(int64_t tasks, TaskFn fn, void* context);
 
 private:
-    void worker_loop();
-    void work_on(uint64_t job);
+    void worker_loop(int self);
+    void work_on(uint64_t job, int self);
+    void finish(int64_t done);
 
     const int threads_;
     std::vector<std::thread> workers_;
     uint64_t job_ = 0;                     // the caller's job counter
     std::atomic<uint64_t> generation_{0};  // the latest published job (what sleeping workers wait on)
-    std::atomic<uint64_t> next_{0};        // (job number low 32 bits) << 32 | next unclaimed task index
+    struct alignas(64) Range {             // one cache line each: the threads claim concurrently
+        std::atomic<uint64_t> next{0};     // (job number low 32 bits) << 32 | next unclaimed task index
+    };
     std::atomic<int64_t> finished_{0};     // tasks of the current job that have completed
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
@@ -49,6 +54,7 @@ private:
         std::atomic<void*> context{nullptr};
     };
     Slot slots_[2];
+    std::unique_ptr<Range[]> ranges_;      // per thread
 };
 
 }  // namespace ghostfast

@@ -19,8 +19,8 @@ constexpr uint64_t kIndexMask = 0xffffffffull;
 uint64_t pack(uint64_t job, uint64_t index) { return (job << 32) | index; }
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads), ranges_(new Range[threads_]) {
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -33,27 +33,38 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-// Claims and runs tasks of job `job` until none are left or the job is no longer current. A claim is a CAS on
-// (job, next index): it succeeds only while `job` is the current job, and then the job's slot (written before
-// the job was published, rewritten only two jobs later) holds this job's function. A worker that woke late
-// therefore never runs a task of a newer job with an older job's function: its CAS fails instead.
-void ThreadPool::work_on(uint64_t job) {
+// Thread `self` claims and runs tasks of job `job`: first its own range (the same contiguous share of every
+// op, so a thread keeps working on the rows it produced in the previous op, from its own cache), then what is
+// left of the others' ranges. A claim is a CAS on a range's (job, next index): it succeeds only while `job` is
+// the current job, and then the job's slot (written before the job was published, rewritten only two jobs
+// later) holds this job's function. A worker that woke late therefore never runs a task of a newer job with an
+// older job's function: its CAS fails instead.
+void ThreadPool::work_on(uint64_t job, int self) {
     const Slot& slot = slots_[job & 1];
     const TaskFn fn = slot.fn.load(std::memory_order_acquire);
     void* const context = slot.context.load(std::memory_order_acquire);
     const int64_t tasks = slot.tasks.load(std::memory_order_acquire);
     int64_t done = 0;
-    uint64_t cur = next_.load(std::memory_order_acquire);
-    for (;;) {
-        if ((cur >> 32) != (job & kIndexMask)) break;
-        const int64_t index = static_cast<int64_t>(cur & kIndexMask);
-        if (index >= tasks) break;
-        if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire))
-            continue;
-        fn(context, index);
-        ++done;
-        cur = next_.load(std::memory_order_acquire);
+    for (int r = 0; r < threads_; ++r) {
+        const int owner = (self + r) % threads_;
+        std::atomic<uint64_t>& next = ranges_[owner].next;
+        const int64_t end = tasks * (owner + 1) / threads_;
+        uint64_t cur = next.load(std::memory_order_acquire);
+        for (;;) {
+            if ((cur >> 32) != (job & kIndexMask)) return finish(done);  // a newer job: this one is complete
+            const int64_t index = static_cast<int64_t>(cur & kIndexMask);
+            if (index >= end) break;
+            if (!next.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+                continue;
+            fn(context, index);
+            ++done;
+            cur = next.load(std::memory_order_acquire);
+        }
     }
+    finish(done);
+}
+
+void ThreadPool::finish(int64_t done) {
     if (done) finished_.fetch_add(done, std::memory_order_acq_rel);
 }
 
@@ -69,7 +80,9 @@ void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
     slot.context.store(context, std::memory_order_relaxed);
     slot.tasks.store(tasks, std::memory_order_relaxed);
     finished_.store(0, std::memory_order_relaxed);
-    next_.store(pack(job & kIndexMask, 0), std::memory_order_release);
+    for (int i = 0; i < threads_; ++i)
+        ranges_[i].next.store(pack(job & kIndexMask, static_cast<uint64_t>(tasks * i / threads_)),
+                              std::memory_order_release);
     {
         // Taking the lock orders the bump against a worker that is about to sleep, so no wake-up is lost.
         std::lock_guard<std::mutex> lock(mutex_);
@@ -78,11 +91,11 @@ void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
     wake_.notify_all();
     // Tasks are claimed one at a time by whoever is free, so a worker that is slow to wake (or descheduled
     // by a busy machine) costs nothing: the caller takes its share.
-    work_on(job);
+    work_on(job, 0);
     while (finished_.load(std::memory_order_acquire) != tasks) GF_PAUSE();
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::worker_loop(int self) {
     uint64_t seen = 0;
     for (;;) {
         uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -97,7 +110,7 @@ void ThreadPool::worker_loop() {
         }
         seen = gen;
         if (stop_.load(std::memory_order_acquire)) return;
-        work_on(gen);
+        work_on(gen, self);
     }
 }
 
