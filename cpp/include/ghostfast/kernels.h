@@ -102,7 +102,6 @@ struct KernelTable {
     // Packing: sizes are in floats. Weights arrive in PyTorch layout, BN folded; bias may be null (zeros).
     size_t (*pointwise_packed_size)(int32_t k, int32_t n);
     void (*pack_pointwise)(const float* w /* [n][k] */, const float* bias, int32_t k, int32_t n, float* packed);
-    // Also the offset of channel c0's weights when c0 is a multiple of vector_floats (a channel sub-range).
     size_t (*depthwise_packed_size)(int32_t channels, int32_t kernel);
     void (*pack_depthwise)(const float* w /* [c][k][k] */, const float* bias, int32_t channels, int32_t kernel,
                            float* packed);
