@@ -12,7 +12,6 @@ loading. Linux only (``/proc/self/status``).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
+
+from ghostfast import report
 
 CHILD = r"""
 import json, sys
@@ -96,10 +97,7 @@ def main(argv=None) -> int:
         r["peak / ORT"] = r["peak_MiB"] / base["peak_MiB"]
     print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".2f"))
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        Path(args.csv).write_text(report.to_csv(rows))
     return 0
 
 

@@ -10,13 +10,14 @@ logits copy): with per-op timing on, dispatch cost is inside each op's time.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
+from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
 
 from ghostfast import compile as compile_engine
+from ghostfast import report
 from ghostfast.benchmark import prepare_model
 from ghostfast.program import OP
 
@@ -30,9 +31,7 @@ def op_macs(program, op) -> int:
     out_c, pixels = program.values[output][2], h * w
     shapes = [program.tensors[t].shape for t in tensors]
     name = _NAMES[kind]
-    if name in ("conv", "pointwise"):
-        return int(np.prod(shapes[0])) * pixels
-    if name == "depthwise":
+    if name in ("conv", "pointwise", "depthwise"):  # weights x output pixels
         return int(np.prod(shapes[0])) * pixels
     if name == "ghost":
         return (int(np.prod(shapes[0])) + int(np.prod(shapes[2]))) * pixels
@@ -85,10 +84,7 @@ def main(argv=None) -> int:
     print(f"\n{args.model}, {args.threads} thread(s), {engine.isa}: {prof['total_us']:.0f} us per image in "
           f"{len(prog.ops)} ops, {total_macs:.1f} MMAC, {2e3 * total_macs / prof['total_us']:.1f} GFLOP/s overall")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=list(rows[0]))
-            wr.writeheader()
-            wr.writerows(rows)
+        Path(args.csv).write_text(report.to_csv(rows))
     return 0
 
 
