@@ -89,8 +89,8 @@ void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
         generation_.store(job, std::memory_order_release);
     }
     wake_.notify_all();
-    // Tasks are claimed one at a time by whoever is free, so a worker that is slow to wake (or descheduled
-    // by a busy machine) costs nothing: the caller takes its share.
+    // The caller works through its share, then takes what is left of the workers' shares: a worker that is
+    // slow to wake (or descheduled by a busy machine) holds up at most the task it is running.
     work_on(job, 0);
     while (finished_.load(std::memory_order_acquire) != tasks) GF_PAUSE();
 }

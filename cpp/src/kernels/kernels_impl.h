@@ -199,9 +199,9 @@ static GF_INLINE void act_rows_t(float* p, int64_t stride, int32_t rows, int32_t
 __attribute__((noinline)) static void act_rows(float* p, int64_t stride, int32_t rows, int32_t cols, Act act) {
     if (act == Act::kSiLU) return act_rows_t<static_cast<int>(Act::kSiLU)>(p, stride, rows, cols);
     if (act == Act::kSigmoid) return act_rows_t<static_cast<int>(Act::kSigmoid)>(p, stride, rows, cols);
-    for (int32_t r = 0; r < rows; ++r, p += stride) {  // the epilogues apply every other activation in registers
-        const int32_t full = cols / kW * kW;
-        const vmask m = v_mask(cols > full ? cols - full : kW);
+    const int32_t full = cols / kW * kW;  // (the epilogues apply every other activation in registers)
+    const vmask m = v_mask(cols > full ? cols - full : kW);
+    for (int32_t r = 0; r < rows; ++r, p += stride) {
         int32_t c = 0;
         for (; c < full; c += kW) v_store(p + c, act_apply(v_load(p + c), act));
         if (c < cols) v_storem(p + c, act_apply(v_loadm(p + c, m), act), m);
