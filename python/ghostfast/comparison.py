@@ -141,9 +141,11 @@ def _model_fields(name: str) -> dict:
     }
 
 
-def wait_until_cpu_idle(window_s: float = 0.002, busy_fraction: float = 0.25, limit_s: float = 0.25) -> float:
+def wait_until_cpu_idle(window_s: float = 0.02, busy_fraction: float = 0.25, limit_s: float = 0.5) -> float:
     """Sleep until this process's threads (other backends' spinning thread pools) use less than
-    ``busy_fraction`` of one core over a ``window_s`` window, or ``limit_s`` passed; returns the seconds waited."""
+    ``busy_fraction`` of one core over a ``window_s`` window, or ``limit_s`` passed; returns the seconds waited.
+    The window spans several scheduler ticks: other threads' CPU time reaches the process clock at ticks, so
+    a 2 ms window often read 0 while ONNX Runtime's worker was spinning flat out."""
     start = time.perf_counter()
     while time.perf_counter() - start < limit_s:
         c0 = time.process_time()
