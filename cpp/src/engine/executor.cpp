@@ -261,6 +261,14 @@ void Engine::execute(size_t op_index, int32_t n) {
                 c1 = static_cast<int32_t>(std::min<int64_t>(width, (t + 1) * per));
             };
             const int64_t c_tasks = ranges(c), rd_tasks = ranges(rd);
+            // The two fully-connected layers: one row (the image's pooled / hidden vector) each.
+            auto fc = [&](const float* in, int32_t k_in, float* out, int32_t n_out, size_t slot) {
+                PointwiseArgs f;
+                f.a = in, f.a_stride = k_in, f.c = out, f.c_stride = n_out, f.m = 1, f.k = k_in, f.n = n_out;
+                f.packed = op.packed[slot].data(), f.act = static_cast<Act>(spec.params[slot]);
+                return f;
+            };
+            const PointwiseArgs f1 = fc(pooled, c, hidden, rd, 0), f2 = fc(hidden, rd, gate, c, 1);
             for (int32_t img = 0; img < n; ++img) {
                 const float* src = x.image(img);
                 float* dst = y.image(img);
@@ -270,18 +278,12 @@ void Engine::execute(size_t op_index, int32_t n) {
                     if (c1 > c0) k.global_avg_pool(src + c0, x.pixels(), x.stride, c1 - c0, pooled + c0);
                 };
                 parallel(c_tasks, pool_task);
-                PointwiseArgs f1;
-                f1.a = pooled, f1.a_stride = c, f1.c = hidden, f1.c_stride = rd, f1.m = 1, f1.k = c, f1.n = rd;
-                f1.packed = op.packed[0].data(), f1.act = static_cast<Act>(spec.params[0]);
                 auto fc1_task = [&](int64_t t) {
                     int32_t n0, n1;
                     range(rd, rd_tasks, t, n0, n1);
                     k.pointwise(f1, 0, 1, n0, n1);
                 };
                 parallel(rd_tasks, fc1_task);
-                PointwiseArgs f2;
-                f2.a = hidden, f2.a_stride = rd, f2.c = gate, f2.c_stride = c, f2.m = 1, f2.k = rd, f2.n = c;
-                f2.packed = op.packed[1].data(), f2.act = static_cast<Act>(spec.params[1]);
                 auto gate_task = [&](int64_t t) {
                     int32_t c0, c1;
                     range(c, c_tasks, t, c0, c1);
