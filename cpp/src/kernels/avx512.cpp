@@ -41,6 +41,9 @@ static inline vmask v_mask(int32_t n) { return static_cast<__mmask16>((1u << n) 
 // Masked-off lanes are neither read (fault-suppressed) nor written.
 static inline vf v_loadm(const float* p, vmask m) { return _mm512_maskz_loadu_ps(m, p); }
 static inline void v_storem(float* p, vf v, vmask m) { _mm512_mask_storeu_ps(p, m, v); }
+// The first 8 lanes (upper lanes zero on load, untouched on store).
+static inline vf v_loadh(const float* p) { return _mm512_zextps256_ps512(_mm256_loadu_ps(p)); }
+static inline void v_storeh(float* p, vf v) { _mm256_storeu_ps(p, _mm512_castps512_ps256(v)); }
 static inline vf v_set1(float s) { return _mm512_set1_ps(s); }
 static inline vf v_bcast(const float* p) { return _mm512_set1_ps(*p); }
 static inline vf v_zero() { return _mm512_setzero_ps(); }

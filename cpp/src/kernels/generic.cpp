@@ -69,6 +69,13 @@ static inline vf v_loadm(const float* p, vmask n) {
 static inline void v_storem(float* p, vf v, vmask n) {
     for (int32_t i = 0; i < n; ++i) p[i] = v[i];
 }
+// The first kW / 2 lanes (upper lanes zero on load, untouched on store).
+static inline vf v_loadh(const float* p) {
+    vf v = {};
+    __builtin_memcpy(&v, p, sizeof v / 2);
+    return v;
+}
+static inline void v_storeh(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v / 2); }
 // scalar - zero vector splats the scalar (exactly: s - 0 == s for every s, -0 and NaN included) and compiles
 // to one shuffle; a lane-by-lane loop compiles to a chain of inserts.
 static inline vf v_set1(float s) { return s - vf{}; }

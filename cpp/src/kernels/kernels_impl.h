@@ -13,6 +13,7 @@
 //   kDwXB                        depthwise: output pixels accumulated at once along a row
 //   v_load/v_store               unaligned full-vector load/store
 //   v_mask(n), v_loadm, v_storem first-n-lanes (1 <= n <= kW) masked load (other lanes 0) / store (others untouched)
+//   v_loadh, v_storeh            the first kW / 2 lanes, exactly (the same contract), without a mask
 //   v_bcast(p), v_set1, v_zero   broadcasts
 //   v_fma(a, b, c) = a * b + c, v_add, v_sub, v_mul, v_div
 //   v_max(x, c), v_min(x, c)     return x when x is NaN (so activations propagate NaN)
@@ -40,19 +41,38 @@ static GF_INLINE int32_t imax(int32_t a, int32_t b) { return a > b ? a : b; }
 static GF_INLINE int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 static GF_INLINE int32_t div_up(int32_t a, int32_t b) { return (a + b - 1) / b; }
 
-// A vector load/store that is masked only when the caller is the channel tail (kTail is a compile-time flag,
-// so full tiles pay nothing for the tail's existence).
-template <bool kTail>
+// Channel tails. A tail of exactly half a vector (12, 20, 36, 60, 92, 100 channels with 8-float vectors: the
+// common case in the zoo) moves through plain narrower loads/stores; other tails are masked. Masked moves are
+// slow on AMD cores: a masked tail tile of a depthwise measured ~3x a full tile on Zen 4 (AVX2).
+enum TailKind : int { kTailNone = 0, kTailMasked = 1, kTailHalf = 2 };
+
+// A vector load/store of a compile-time tail kind (inner loops: full tiles pay nothing for the tail's
+// existence).
+template <int kTail>
 static GF_INLINE vf v_load_t(const float* p, vmask m) {
-    if (kTail) return v_loadm(p, m);
+    if (kTail == kTailHalf) return v_loadh(p);
+    if (kTail == kTailMasked) return v_loadm(p, m);
     return v_load(p);
 }
-template <bool kTail>
+template <int kTail>
 static GF_INLINE void v_store_t(float* p, vf v, vmask m) {
-    if (kTail)
+    if (kTail == kTailHalf)
+        v_storeh(p, v);
+    else if (kTail == kTailMasked)
         v_storem(p, v, m);
     else
         v_store(p, v);
+}
+// The same for a tail of `lanes` (1 <= lanes < kW) known at run time (epilogues and per-pixel tails, outside the
+// inner loops).
+static GF_INLINE vf v_load_n(const float* p, vmask m, int32_t lanes) {
+    return lanes == kW / 2 ? v_loadh(p) : v_loadm(p, m);
+}
+static GF_INLINE void v_store_n(float* p, vf v, vmask m, int32_t lanes) {
+    if (lanes == kW / 2)
+        v_storeh(p, v);
+    else
+        v_storem(p, v, m);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -193,7 +213,7 @@ static GF_INLINE void act_rows_t(float* p, int64_t stride, int32_t rows, int32_t
     for (int32_t r = 0; r < rows; ++r, p += stride) {
         int32_t c = 0;
         for (; c < full; c += kW) v_store(p + c, act_t<kAct>(v_load(p + c)));
-        if (c < cols) v_storem(p + c, act_t<kAct>(v_loadm(p + c, m)), m);
+        if (c < cols) v_store_n(p + c, act_t<kAct>(v_load_n(p + c, m, cols - c)), m, cols - c);
     }
 }
 __attribute__((noinline)) static void act_rows(float* p, int64_t stride, int32_t rows, int32_t cols, Act act) {
@@ -204,7 +224,7 @@ __attribute__((noinline)) static void act_rows(float* p, int64_t stride, int32_t
     for (int32_t r = 0; r < rows; ++r, p += stride) {
         int32_t c = 0;
         for (; c < full; c += kW) v_store(p + c, act_apply(v_load(p + c), act));
-        if (c < cols) v_storem(p + c, act_apply(v_loadm(p + c, m), act), m);
+        if (c < cols) v_store_n(p + c, act_apply(v_load_n(p + c, m, cols - c), act), m, cols - c);
     }
 }
 
@@ -236,11 +256,12 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
         }
     }
     const bool full = cols == NV * kW;
+    const int32_t last = cols - (NV - 1) * kW;  // lanes of the last vector
     if (res) {
         GF_UNROLL for (int r = 0; r < MR; ++r) {
             const float* rr = res + r * r_stride;
             GF_UNROLL for (int v = 0; v < NV; ++v) {
-                const vf rv = (v == NV - 1 && !full) ? v_loadm(rr + v * kW, tail) : v_load(rr + v * kW);
+                const vf rv = (v == NV - 1 && !full) ? v_load_n(rr + v * kW, tail, last) : v_load(rr + v * kW);
                 acc[r * NV + v] = v_add(acc[r * NV + v], rv);
             }
         }
@@ -250,7 +271,7 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
         float* cr = c + r * c_stride;
         GF_UNROLL for (int v = 0; v < NV; ++v) {
             if (v == NV - 1 && !full)
-                v_storem(cr + v * kW, acc[r * NV + v], tail);
+                v_store_n(cr + v * kW, acc[r * NV + v], tail, last);
             else
                 v_store(cr + v * kW, acc[r * NV + v]);
         }
@@ -429,7 +450,7 @@ static GF_INLINE void interior_cols(int32_t out_w, int32_t in_w, int32_t stride,
 // stay in registers. kFullRows: all KS kernel rows are inside the input (the row loop is unrolled); otherwise
 // rows [i_lo, i_hi). kClip: some input columns of the window are padding (blocks at the row's ends), and are
 // skipped: no load ever touches a position outside the input. `in` is the image origin at the tile's channel.
-template <int XB, int KS, int S, bool kTail, bool kFullRows, bool kClip>
+template <int XB, int KS, int S, int kTail, bool kFullRows, bool kClip>
 static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t in_stride, int32_t in_w,
                                const RowGeom& g, int32_t ix0, const float* wt, float* out_px, int64_t out_stride,
                                vmask m, int32_t cols, const Epi& epi) {
@@ -491,13 +512,17 @@ __attribute__((noinline)) static void dw_block_tiles(const DwCtx& c, const RowGe
     constexpr int32_t kTileStride = kW * (KS * KS + 1);
     int32_t t = 0;
     for (; t < c.full_tiles; ++t)
-        dw_block<XB, KS, S, false, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g, ix0,
+        dw_block<XB, KS, S, kTailNone, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g, ix0,
                                                      c.packed + static_cast<int64_t>(t) * kTileStride, out_px + t * kW,
                                                      c.out_stride, c.m, kW, c.epi);
-    if (c.rem)
-        dw_block<XB, KS, S, true, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g, ix0,
-                                                    c.packed + static_cast<int64_t>(t) * kTileStride, out_px + t * kW,
-                                                    c.out_stride, c.m, c.rem, c.epi);
+    if (c.rem == kW / 2)
+        dw_block<XB, KS, S, kTailHalf, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g,
+                                                         ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
+                                                         out_px + t * kW, c.out_stride, c.m, c.rem, c.epi);
+    else if (c.rem)
+        dw_block<XB, KS, S, kTailMasked, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g,
+                                                           ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
+                                                           out_px + t * kW, c.out_stride, c.m, c.rem, c.epi);
 }
 
 // One output block of XB pixels at column x, clipped only if its window reaches into the left/right padding.
@@ -560,7 +585,7 @@ static void dw_rows(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
 }
 
 // Kernel sizes / strides without a specialisation: one pixel at a time, taps clipped, run-time loops.
-template <bool kTail>
+template <int kTail>
 static GF_INLINE void dw_pixel(const DepthwiseArgs& a, const RowGeom& g, int32_t x, int32_t c0, const float* wt,
                                float* out, vmask m, int32_t cols, const Epi& epi) {
     const int32_t k = a.kernel;
@@ -592,10 +617,10 @@ static void dw_rows_any(const DepthwiseArgs& args, int32_t y_begin, int32_t y_en
             float* out_px = out_row + static_cast<int64_t>(x) * a.out_stride;
             int32_t t = 0;
             for (; t < full_tiles; ++t)
-                dw_pixel<false>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
+                dw_pixel<kTailNone>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
                                 kW, epi);
             if (rem)
-                dw_pixel<true>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
+                dw_pixel<kTailMasked>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
                                rem, epi);
         }
     }
@@ -695,11 +720,12 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
     }
     epi_apply(acc, c.epi);
     const bool full = cols == NV * kW;
+    const int32_t last = cols - (NV - 1) * kW;
     GF_UNROLL for (int o = 0; o < XB; ++o) {
         float* dst = out_px + o * c.out_stride;
         GF_UNROLL for (int v = 0; v < NV; ++v) {
             if (v == NV - 1 && !full)
-                v_storem(dst + v * kW, acc[o * NV + v], tail);
+                v_store_n(dst + v * kW, acc[o * NV + v], tail, last);
             else
                 v_store(dst + v * kW, acc[o * NV + v]);
         }
@@ -776,7 +802,7 @@ static void conv(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
 // ---------------------------------------------------------------------------------------------------------------
 // Pools, vectorized across channels; taps clipped per pixel (pools are a tiny share of the work).
 
-template <bool kMax, bool kTail>
+template <bool kMax, int kTail>
 static GF_INLINE void pool_pixel(const PoolArgs& a, const RowGeom& g, int32_t j_lo, int32_t j_hi, int32_t ix0,
                                  int32_t c0, float* out, vmask m, vf scale) {
     vf acc = kMax ? v_set1(-__builtin_inff()) : v_zero();
@@ -807,8 +833,8 @@ static void pool_rows(const PoolArgs& args, int32_t y_begin, int32_t y_end) {
             const int32_t j_lo = imax(0, -ix0), j_hi = imin(a.kernel, a.in_w - ix0);
             float* out = out_row + static_cast<int64_t>(x) * a.out_stride;
             int32_t t = 0;
-            for (; t < full_tiles; ++t) pool_pixel<kMax, false>(a, g, j_lo, j_hi, ix0, t * kW, out + t * kW, m, scale);
-            if (rem) pool_pixel<kMax, true>(a, g, j_lo, j_hi, ix0, t * kW, out + t * kW, m, scale);
+            for (; t < full_tiles; ++t) pool_pixel<kMax, kTailNone>(a, g, j_lo, j_hi, ix0, t * kW, out + t * kW, m, scale);
+            if (rem) pool_pixel<kMax, kTailMasked>(a, g, j_lo, j_hi, ix0, t * kW, out + t * kW, m, scale);
         }
     }
 }
@@ -847,8 +873,9 @@ static void global_avg_pool(const float* in, int64_t pixels, int64_t in_stride, 
         const vmask m = v_mask(channels - c);
         vf s = v_zero();
         const float* p = in + c;
-        for (int64_t i = 0; i < pixels; ++i, p += in_stride) s = v_add(s, v_loadm(p, m));
-        v_storem(out + c, v_mul(s, scale), m);
+        const int32_t lanes = channels - c;
+        for (int64_t i = 0; i < pixels; ++i, p += in_stride) s = v_add(s, v_load_n(p, m, lanes));
+        v_store_n(out + c, v_mul(s, scale), m, lanes);
     }
 }
 
@@ -866,7 +893,10 @@ static void add_t(const float* a, int64_t a_stride, const float* b, int64_t b_st
         float* op = out + p * out_stride;
         int32_t c = 0;
         for (; c < full; c += kW) v_store(op + c, act_t<kAct>(v_add(v_load(ap + c), v_load(bp + c))));
-        if (c < channels) v_storem(op + c, act_t<kAct>(v_add(v_loadm(ap + c, m), v_loadm(bp + c, m))), m);
+        if (c < channels) {
+            const int32_t lanes = channels - c;
+            v_store_n(op + c, act_t<kAct>(v_add(v_load_n(ap + c, m, lanes), v_load_n(bp + c, m, lanes))), m, lanes);
+        }
     }
 }
 
@@ -891,7 +921,10 @@ static void scale_channels(float* x, int64_t stride, const float* scale, int32_t
         float* xp = x + p * stride;
         int32_t c = 0;
         for (; c < full; c += kW) v_store(xp + c, v_mul(v_load(xp + c), v_load(scale + c)));
-        if (c < channels) v_storem(xp + c, v_mul(v_loadm(xp + c, m), v_loadm(scale + c, m)), m);
+        if (c < channels) {
+            const int32_t lanes = channels - c;
+            v_store_n(xp + c, v_mul(v_load_n(xp + c, m, lanes), v_load_n(scale + c, m, lanes)), m, lanes);
+        }
     }
 }
 
