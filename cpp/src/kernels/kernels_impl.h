@@ -174,9 +174,11 @@ static void pack_pointwise(const float* w, const float* bias, int32_t k, int32_t
 // divide, a long polynomial) run as a second, in-place pass over the just-stored tile, still in L1: that keeps
 // the exp code out of every tile shape's epilogue (a large code-size and i-cache win; the extra pass over L1
 // costs a fraction of the exp itself).
-enum EpiKind : int32_t { kEpiClamp = 0, kEpiHardSwish = 1, kEpiHardSigmoid = 2 };
+// kEpiNone and kEpiReLU skip the clamp's useless half: with K = 16 (GhostNet's first blocks) a tile's epilogue
+// is a noticeable share of its FP work.
+enum EpiKind : int32_t { kEpiClamp = 0, kEpiHardSwish = 1, kEpiHardSigmoid = 2, kEpiNone = 3, kEpiReLU = 4 };
 struct Epi {
-    vf lo, hi;      // the clamp (-inf, +inf for None and for the post-pass activations)
+    vf lo, hi;      // ReLU6's clamp (ReLU uses lo only)
     int32_t kind;   // EpiKind
     bool post_pass; // SiLU / Sigmoid: apply `act` after the store
     Act act;
@@ -186,7 +188,11 @@ static GF_INLINE Epi epi_for(Act act) {
     Epi e;
     e.lo = v_set1(act == Act::kReLU || act == Act::kReLU6 ? 0.0f : -inf);
     e.hi = v_set1(act == Act::kReLU6 ? 6.0f : inf);
-    e.kind = act == Act::kHardSwish ? kEpiHardSwish : act == Act::kHardSigmoid ? kEpiHardSigmoid : kEpiClamp;
+    e.kind = act == Act::kHardSwish     ? kEpiHardSwish
+             : act == Act::kHardSigmoid ? kEpiHardSigmoid
+             : act == Act::kReLU        ? kEpiReLU
+             : act == Act::kReLU6       ? kEpiClamp
+                                        : kEpiNone;  // None, and the post-pass activations
     e.post_pass = act == Act::kSiLU || act == Act::kSigmoid;
     e.act = act;
     return e;
@@ -198,7 +204,9 @@ static GF_INLINE void epi_apply(vf (&y)[N], const Epi& e) {
         GF_UNROLL for (int i = 0; i < N; ++i) y[i] = act_t<static_cast<int>(Act::kHardSwish)>(y[i]);
     } else if (e.kind == kEpiHardSigmoid) {
         GF_UNROLL for (int i = 0; i < N; ++i) y[i] = act_t<static_cast<int>(Act::kHardSigmoid)>(y[i]);
-    } else {
+    } else if (e.kind == kEpiReLU) {
+        GF_UNROLL for (int i = 0; i < N; ++i) y[i] = v_max(y[i], e.lo);
+    } else if (e.kind == kEpiClamp) {
         GF_UNROLL for (int i = 0; i < N; ++i) y[i] = v_min(v_max(y[i], e.lo), e.hi);
     }
 }
@@ -231,86 +239,94 @@ __attribute__((noinline)) static void act_rows(float* p, int64_t stride, int32_t
 // One MR x (NV * kW) tile over the full k: accumulators start at the bias (the panel's first row), the epilogue
 // adds the residual, applies the activation and stores once. `cols` (1 .. NV * kW) columns exist; when the last
 // vector is partial it is stored (and the residual read) through `tail`.
+// NB = 1: the tile also takes the first vector of the next panel (`panel2`), the narrow last panel of n = 24, 40,
+// 36, ...: one MR x (NV + 1) tile instead of a kPwMR x NV tile plus a kPwMR1 x 1 tile, which needs one broadcast
+// per row for both (a one-vector tile loads about as many floats as it multiplies; with small k that bounds it).
 // Not inlined: with the caller's loop state out of the way the k loop gets every general-purpose register for
 // its row addresses (inlined, GCC spilled AVX-512's 8 row offsets into vector registers).
-template <int MR, int NV>
-__attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, int32_t k, const float* panel, float* c,
-                              int64_t c_stride, const float* res, int64_t r_stride, vmask tail, int32_t cols,
-                              const Epi& epi) {
-    vf acc[MR * NV];
-    GF_UNROLL for (int v = 0; v < NV; ++v) {
-        const vf b = v_load(panel + v * kW);
-        GF_UNROLL for (int r = 0; r < MR; ++r) acc[r * NV + v] = b;
+template <int MR, int NV, int NB = 0>
+__attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, int32_t k, const float* panel,
+                                              const float* panel2, float* c, int64_t c_stride, const float* res,
+                                              int64_t r_stride, vmask tail, int32_t cols, const Epi& epi) {
+    constexpr int NT = NV + NB;  // vectors per tile row
+    vf acc[MR * NT];
+    GF_UNROLL for (int v = 0; v < NT; ++v) {
+        const vf b = v < NV ? v_load(panel + v * kW) : v_load(panel2 + (v - NV) * kW);
+        GF_UNROLL for (int r = 0; r < MR; ++r) acc[r * NT + v] = b;
     }
     const float* ap[MR];
     GF_UNROLL for (int r = 0; r < MR; ++r) ap[r] = a + r * a_stride;
     const float* w = panel + kPwNR;
+    const float* w2 = NB > 0 ? panel2 + kPwNR : nullptr;
 #pragma GCC unroll 4
     for (int32_t kk = 0; kk < k; ++kk) {
-        vf b[NV];
-        GF_UNROLL for (int v = 0; v < NV; ++v) b[v] = v_load(w + v * kW);
+        vf b[NT];
+        GF_UNROLL for (int v = 0; v < NT; ++v) b[v] = v < NV ? v_load(w + v * kW) : v_load(w2 + (v - NV) * kW);
         w += kPwNR;
+        if (NB > 0) w2 += kPwNR;
         GF_UNROLL for (int r = 0; r < MR; ++r) {
             const vf x = v_bcast(ap[r] + kk);
-            GF_UNROLL for (int v = 0; v < NV; ++v) acc[r * NV + v] = v_fma(x, b[v], acc[r * NV + v]);
+            GF_UNROLL for (int v = 0; v < NT; ++v) acc[r * NT + v] = v_fma(x, b[v], acc[r * NT + v]);
         }
     }
-    const bool full = cols == NV * kW;
-    const int32_t last = cols - (NV - 1) * kW;  // lanes of the last vector
+    const bool full = cols == NT * kW;
+    const int32_t last = cols - (NT - 1) * kW;  // lanes of the last vector
     if (res) {
         GF_UNROLL for (int r = 0; r < MR; ++r) {
             const float* rr = res + r * r_stride;
-            GF_UNROLL for (int v = 0; v < NV; ++v) {
-                const vf rv = (v == NV - 1 && !full) ? v_load_n(rr + v * kW, tail, last) : v_load(rr + v * kW);
-                acc[r * NV + v] = v_add(acc[r * NV + v], rv);
+            GF_UNROLL for (int v = 0; v < NT; ++v) {
+                const vf rv = (v == NT - 1 && !full) ? v_load_n(rr + v * kW, tail, last) : v_load(rr + v * kW);
+                acc[r * NT + v] = v_add(acc[r * NT + v], rv);
             }
         }
     }
     epi_apply(acc, epi);
     GF_UNROLL for (int r = 0; r < MR; ++r) {
         float* cr = c + r * c_stride;
-        GF_UNROLL for (int v = 0; v < NV; ++v) {
-            if (v == NV - 1 && !full)
-                v_store_n(cr + v * kW, acc[r * NV + v], tail, last);
+        GF_UNROLL for (int v = 0; v < NT; ++v) {
+            if (v == NT - 1 && !full)
+                v_store_n(cr + v * kW, acc[r * NT + v], tail, last);
             else
-                v_store(cr + v * kW, acc[r * NV + v]);
+                v_store(cr + v * kW, acc[r * NT + v]);
         }
     }
     if (epi.post_pass) act_rows(c, c_stride, MR, cols, epi.act);
 }
 
-// The rows [m0, m1) of one panel: full MR tiles, then one smaller tile for the remainder rows.
-template <int NV, int MR>
-static GF_INLINE void pw_remainder(int32_t rows, const PointwiseArgs& args, int64_t m, const float* panel, int32_t n0,
-                                   vmask tail, int32_t cols, const Epi& epi) {
+// The tile for rows [m, m + rows) of one panel (and NB vectors of the next).
+template <int NV, int NB, int MR>
+static GF_INLINE void pw_tile_rows(int32_t rows, const PointwiseArgs& args, int64_t m, const float* panel,
+                                   const float* panel2, int32_t n0, vmask tail, int32_t cols, const Epi& epi) {
     if constexpr (MR >= 1) {
         if (rows == MR) {
-            pw_tile<MR, NV>(args.a + m * args.a_stride, args.a_stride, args.k, panel, args.c + m * args.c_stride + n0,
-                            args.c_stride, args.residual ? args.residual + m * args.r_stride + n0 : nullptr,
-                            args.r_stride, tail, cols, epi);
+            pw_tile<MR, NV, NB>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
+                                args.c + m * args.c_stride + n0, args.c_stride,
+                                args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride, tail,
+                                cols, epi);
         } else {
-            pw_remainder<NV, MR - 1>(rows, args, m, panel, n0, tail, cols, epi);
+            pw_tile_rows<NV, NB, MR - 1>(rows, args, m, panel, panel2, n0, tail, cols, epi);
         }
     }
 }
 
 // Rows per tile: a one-vector tail panel gets taller tiles (kPwMR1 rows), so that it still has enough
-// independent accumulators to cover the FMA latency.
-template <int NV>
+// independent accumulators to cover the FMA latency; a tile NV + 1 vectors wide keeps kPwMR x kPwNV accumulators.
+static constexpr int kPwMRWide = kPwMR * kPwNV / (kPwNV + 1);
+template <int NV, int NB>
 static constexpr int pw_mr() {
-    return NV == 1 ? kPwMR1 : kPwMR;
+    return NB > 0 ? kPwMRWide : NV == 1 ? kPwMR1 : kPwMR;
 }
-static constexpr int64_t pw_row_align() {  // lcm(kPwMR, kPwMR1): row blocks split into whole tiles
+static constexpr int64_t pw_row_align() {  // lcm(kPwMR, kPwMR1, kPwMRWide): row blocks split into whole tiles
     int64_t l = kPwMR;
-    while (l % kPwMR1 != 0) l += kPwMR;
+    while (l % kPwMR1 != 0 || l % kPwMRWide != 0) l += kPwMR;
     return l;
 }
 
-template <int NV>
-static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1, const float* panel, int32_t n0,
-                          vmask tail, int32_t cols, const Epi& epi) {
+template <int NV, int NB>
+static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1, const float* panel,
+                          const float* panel2, int32_t n0, vmask tail, int32_t cols, const Epi& epi) {
     const PointwiseArgs args = args_ref;  // a local copy: see DwCtx
-    constexpr int MR = pw_mr<NV>();
+    constexpr int MR = pw_mr<NV, NB>();
     int64_t m = m0;
     // A short remainder (fewer than MR / 2 rows, e.g. 1 of 49 rows) would run as a thin tile with too few
     // independent accumulators to cover the FMA latency: the last full tile and the remainder run as two
@@ -318,16 +334,17 @@ static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1,
     const int64_t rem = (m1 - m0) % MR;
     const int64_t full_end = (rem > 0 && rem < MR / 2 && m1 - m0 > MR) ? m1 - rem - MR : m1;
     for (; m + MR <= full_end; m += MR) {
-        pw_tile<MR, NV>(args.a + m * args.a_stride, args.a_stride, args.k, panel, args.c + m * args.c_stride + n0,
-                        args.c_stride, args.residual ? args.residual + m * args.r_stride + n0 : nullptr,
-                        args.r_stride, tail, cols, epi);
+        pw_tile<MR, NV, NB>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
+                            args.c + m * args.c_stride + n0, args.c_stride,
+                            args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride, tail,
+                            cols, epi);
     }
     if (full_end < m1) {  // the rebalanced pair: (MR + rem + 1) / 2 rows, then the rest
         const int32_t first = static_cast<int32_t>((m1 - m + 1) / 2);
-        pw_remainder<NV, MR - 1>(first, args, m, panel, n0, tail, cols, epi);
+        pw_tile_rows<NV, NB, MR - 1>(first, args, m, panel, panel2, n0, tail, cols, epi);
         m += first;
     }
-    if (m < m1) pw_remainder<NV, MR - 1>(static_cast<int32_t>(m1 - m), args, m, panel, n0, tail, cols, epi);
+    if (m < m1) pw_tile_rows<NV, NB, MR - 1>(static_cast<int32_t>(m1 - m), args, m, panel, panel2, n0, tail, cols, epi);
 }
 
 // One row (M = 1: a linear layer at batch 1, an SE fully-connected layer) against kGemvPanels full panels at
@@ -386,14 +403,21 @@ static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end,
             const float* panel = args.packed + static_cast<int64_t>(n0 / kPwNR) * panel_stride;
             const int32_t cols = imin(kPwNR, n_end - n0);
             const int32_t nv = div_up(cols, kW);  // narrow tail panels skip their all-padding vectors
+            const int32_t rest = n_end - n0 - kPwNR;  // columns after this panel
+            if (nv == kPwNV && rest > 0 && rest <= kW) {
+                // A full panel followed by a last panel of one vector: both in one wider tile.
+                pw_panel_rows<kPwNV, 1>(args, m0, m1, panel, panel + panel_stride, n0, v_mask(rest), kPwNR + rest,
+                                        epi);
+                break;
+            }
             const int32_t last = cols - (nv - 1) * kW;
             const vmask tail = v_mask(last);
             if (nv == kPwNV) {
-                pw_panel_rows<kPwNV>(args, m0, m1, panel, n0, tail, cols, epi);
+                pw_panel_rows<kPwNV, 0>(args, m0, m1, panel, nullptr, n0, tail, cols, epi);
             } else if (nv == 1) {
-                pw_panel_rows<1>(args, m0, m1, panel, n0, tail, cols, epi);
+                pw_panel_rows<1, 0>(args, m0, m1, panel, nullptr, n0, tail, cols, epi);
             } else {
-                if constexpr (kPwNV == 3) pw_panel_rows<2>(args, m0, m1, panel, n0, tail, cols, epi);
+                if constexpr (kPwNV == 3) pw_panel_rows<2, 0>(args, m0, m1, panel, nullptr, n0, tail, cols, epi);
             }
         }
     }
