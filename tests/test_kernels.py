@@ -299,6 +299,43 @@ def test_pointwise_residual_may_alias_output(isa):
     assert_close(buf, want)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,k,n,act", [(1, 7, 24, 0), (13, 16, 8, 1), (50, 16, 24, 0), (23, 48, 12, 2),
+                                       (61, 24, 36, 5), (9, 72, 20, 0), (30, 40, 60, 3), (7, 33, 130, 0)])
+def test_pointwise_raw_output_before_residual(isa, m, k, n, act):
+    # raw gets a @ w.T + bias (a Ghost module's primary output for its depthwise) while out gets the residual
+    # and the activation; both may be channel slices, and nothing around either slice is written.
+    rng = rng_for("pw_raw", m, k, n, act)
+    a, w, b = randn(rng, m, k), randn(rng, n, k, scale=k ** -0.5), randn(rng, n)
+    _, r = wide(rng, (m, n), 2, 3)
+    out_buf, out = wide(rng, (m, n), 3, 2, fill=4.0)
+    raw_buf, raw = wide(rng, (m, n), 1, 5, fill=-4.0)
+    gk.pointwise(isa, a, w, b, r, act, out=out, raw=raw, m_chunk=5)
+    assert_close(out, gk.pointwise("reference", a, w, b, r, act))
+    assert_close(raw, gk.pointwise("reference", a, w, b, None, 0))
+    assert (out_buf[:, :3] == 4.0).all() and (out_buf[:, 3 + n:] == 4.0).all()
+    assert (raw_buf[:, :1] == -4.0).all() and (raw_buf[:, 1 + n:] == -4.0).all()
+
+
+def test_raw_and_residual_shapes_are_checked():
+    a, w = np.ones((4, 3), np.float32), np.ones((5, 3), np.float32)
+    with pytest.raises(ValueError, match="raw must have shape"):
+        gk.pointwise("reference", a, w, raw=np.zeros((4, 4), np.float32))
+    x, wt = np.ones((6, 6, 2), np.float32), np.ones((2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="residual must have the output's shape"):
+        gk.depthwise("reference", x, wt, None, 2, 1, residual=np.zeros((6, 6, 2), np.float32))
+
+
+def test_reference_pointwise_raw_vs_torch():
+    rng = rng_for("ref_pw_raw")
+    a, w, b, r = randn(rng, 11, 9), randn(rng, 6, 9), randn(rng, 6), randn(rng, 11, 6)
+    raw = np.zeros((11, 6), np.float32)
+    out = gk.pointwise("reference", a, w, b, r, 1, raw=raw)
+    t = torch.from_numpy(a).double() @ torch.from_numpy(w).double().T + torch.from_numpy(b).double()
+    assert_close(raw, t.numpy())
+    assert_close(out, F.relu(t + torch.from_numpy(r).double()).numpy())
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Depthwise
 
@@ -361,6 +398,24 @@ def test_depthwise_strided_and_row_chunks(isa, c, k, s, row_chunk):
     gk.depthwise(isa, x, wt, b, s, k // 2, 3, out=out, row_chunk=row_chunk)
     assert_close(out, gk.depthwise("reference", x, wt, b, s, k // 2, 3))
     assert (out_buf[..., :6] == 99.0).all() and (out_buf[..., 6 + c:] == 99.0).all()
+
+
+@pytest.mark.parametrize("isa", ISAS + ["reference"])
+@pytest.mark.parametrize("c,k,s,act", [(8, 3, 1, 0), (12, 3, 1, 0), (20, 3, 2, 1), (36, 5, 1, 0), (4, 5, 2, 3),
+                                       (46, 3, 1, 5), (21, 7, 1, 0), (16, 4, 2, 2)])
+def test_depthwise_residual(isa, c, k, s, act):
+    # out = act(dw(x) + bias + residual): the Ghost module's cheap half with its share of the residual. The
+    # residual is a channel slice (pixel stride > c); channel tails of half a vector (4, 12, 20, 36) included.
+    rng = rng_for("dw_res", c, k, s, act)
+    h, w = 17, 19
+    pad = k // 2
+    x, wt, b = randn(rng, h, w, c), randn(rng, c, k, k, scale=0.3), randn(rng, c)
+    oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+    _, r = wide(rng, (oh, ow, c), 5, 2)
+    got = gk.depthwise(isa, x, wt, b, s, pad, act, residual=r, row_chunk=3)
+    want = F.conv2d(nchw(x), torch.from_numpy(wt).double().unsqueeze(1), torch.from_numpy(b).double(), s, pad,
+                    groups=c) + nchw(r)
+    assert_close(got, hwc(torch_act(want, act)))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ int32_t spatial_out(int32_t in, int32_t k, int32_t s, int32_t pad, const char* w
 
 nb::object pointwise(const std::string& isa, const CArr& a, const CContig& w, const std::optional<CContig>& bias,
                      const std::optional<CArr>& residual, int act, const std::optional<MArr>& out, int64_t m_chunk,
-                     int64_t n_chunk, int64_t repeat) {
+                     int64_t n_chunk, int64_t repeat, const std::optional<MArr>& raw) {
     const KernelTable* t = table_for(isa);
     const View2 av = view2(a, "a");
     require(w.ndim() == 2 && static_cast<int64_t>(w.shape(1)) == av.cols, "w must have shape [n, k] with k = a.shape[1]");
@@ -222,6 +222,12 @@ nb::object pointwise(const std::string& isa, const CArr& a, const CContig& w, co
     OutRows o = out_rows(out, m, n);
     args.c = o.data;
     args.c_stride = o.stride;
+    if (raw) {
+        const View2 rv = view2(*raw, "raw");
+        require(rv.rows == m && rv.cols == n, "raw must have shape [m, n]");
+        args.raw = const_cast<float*>(rv.data);
+        args.raw_stride = rv.stride;
+    }
     require(m_chunk >= 0 && n_chunk >= 0, "chunks must be >= 0");
     if (!t) return run(repeat, [&] { ghostfast::reference::pointwise(args, w.data(), b); }, o.result);
 
@@ -245,7 +251,7 @@ nb::object pointwise(const std::string& isa, const CArr& a, const CContig& w, co
 
 nb::object depthwise(const std::string& isa, const CArr& x, const CContig& w, const std::optional<CContig>& bias,
                      int stride, int pad, int act, const std::optional<MArr>& out, int64_t row_chunk,
-                     int64_t repeat) {
+                     int64_t repeat, const std::optional<CArr>& residual) {
     const KernelTable* t = table_for(isa);
     const Plane in = plane(x, "x");
     require(w.ndim() == 3 && static_cast<int32_t>(w.shape(0)) == in.c && w.shape(1) == w.shape(2),
@@ -267,6 +273,14 @@ nb::object depthwise(const std::string& isa, const CArr& x, const CContig& w, co
     OutPlane o = out_plane(out, args.out_h, args.out_w, in.c);
     args.out = o.data;
     args.out_stride = o.stride;
+    if (residual) {
+        const Plane r = plane(*residual, "residual");
+        require(r.h == args.out_h && r.w == args.out_w && r.c == in.c,
+                "residual must have the output's shape [" + std::to_string(args.out_h) + ", " +
+                    std::to_string(args.out_w) + ", " + std::to_string(in.c) + "]");
+        args.residual = r.data;
+        args.r_stride = r.stride;
+    }
     require(row_chunk >= 0, "row_chunk must be >= 0");
     if (!t) return run(repeat, [&] { ghostfast::reference::depthwise(args, w.data(), b); }, o.result);
     Aligned packed(t->depthwise_packed_size(in.c, k));
@@ -498,11 +512,15 @@ void bind_kernels(nb::module_& m) {
 
     k.def("pointwise", &pointwise, "isa"_a, "a"_a, "w"_a, "bias"_a = nb::none(), "residual"_a = nb::none(),
           "act"_a = 0, nb::arg("out").noconvert() = nb::none(), "m_chunk"_a = 0, "n_chunk"_a = 0, "repeat"_a = 0,
+          nb::arg("raw").noconvert() = nb::none(),
           "c[m, n] = act(a @ w.T + bias + residual). a/residual/out may be row-strided views; n_chunk counts "
-          "column panels of the table's pointwise_nr.");
+          "column panels of the table's pointwise_nr. raw (optional, written): a @ w.T + bias, before the "
+          "residual and the activation.");
     k.def("depthwise", &depthwise, "isa"_a, "x"_a, "w"_a, "bias"_a = nb::none(), "stride"_a = 1, "pad"_a = 1,
           "act"_a = 0, nb::arg("out").noconvert() = nb::none(), "row_chunk"_a = 0, "repeat"_a = 0,
-          "Depthwise conv of x[h, w, c] with w[c, k, k].");
+          "residual"_a = nb::none(),
+          "Depthwise conv of x[h, w, c] with w[c, k, k]; residual (optional, the output's shape) is added before "
+          "the activation.");
     k.def("conv", &conv, "isa"_a, "x"_a, "w"_a, "bias"_a = nb::none(), "stride"_a = 1, "pad"_a = 1, "act"_a = 0,
           nb::arg("out").noconvert() = nb::none(), "row_chunk"_a = 0, "repeat"_a = 0, "planar"_a = false,
           "Dense conv of x[h, w, in_c] (planar: x[in_c, h, w]) with w[out_c, in_c, k, k].");

@@ -143,7 +143,7 @@ private:
     float* arena_ = nullptr;
     size_t arena_floats_ = 0;
     size_t packed_floats_ = 0;
-    std::vector<float> scratch_;  // SE pooled / hidden / gate vectors
+    std::vector<float> scratch_;  // SE pooled / hidden / gate vectors; a Ghost op's primary output (executor.cpp)
     // The op that reads the caller's NCHW input in place (a stem conv that is the input's only reader), or
     // -1: then the input is first converted into its NHWC arena value.
     int64_t planar_input_op_ = -1;

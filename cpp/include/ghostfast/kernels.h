@@ -36,6 +36,11 @@ struct PointwiseArgs {
     int64_t c_stride = 0;
     const float* residual = nullptr;  // nullable; added before the activation
     int64_t r_stride = 0;
+    // Nullable: also receives sum + bias, before the residual and the activation (row m at raw + m * raw_stride).
+    // A Ghost module with a residual keeps its primary output here for the cheap depthwise to read, while C gets
+    // the sum with the residual: no separate pass adds the residual afterwards.
+    float* raw = nullptr;
+    int64_t raw_stride = 0;
     int64_t m = 0;
     int32_t k = 0;
     int32_t n = 0;
@@ -60,6 +65,9 @@ struct DepthwiseArgs {
     int32_t pad = 1;
     const float* packed = nullptr;  // from pack_depthwise
     Act act = Act::kNone;
+    // Nullable: residual[y, x, c] (an out_h x out_w plane, pixel stride r_stride) is added before the activation.
+    const float* residual = nullptr;
+    int64_t r_stride = 0;
 };
 
 // Dense (groups == 1) k x k convolution of one image, symmetric zero padding, for output rows

@@ -323,6 +323,11 @@ void Engine::validate() {
     if (!is_written(p.output_value)) fail("no op writes the output value");
 }
 
+bool ghost_fuses_residual(const OpSpec& op) {
+    return static_cast<OpType>(op.type) == OpType::kGhost && op.inputs.size() == 2 && op.params[1] > 0 &&
+           static_cast<Act>(op.params[3]) == Act::kNone && static_cast<Act>(op.params[4]) == Act::kNone;
+}
+
 void Engine::pack_weights() {
     const ProgramSpec& p = program_;
     prepared_.clear();
@@ -370,10 +375,15 @@ void Engine::pack_weights() {
             case OpType::kDepthwise:
                 prep->packed.push_back(pack_dw(tensor(op, 0), tensor(op, 1), in_c, op.params[0]));
                 break;
-            case OpType::kGhost:
+            case OpType::kGhost: {
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, op.params[0]));
                 if (op.params[1] > 0) prep->packed.push_back(pack_dw(tensor(op, 2), tensor(op, 3), op.params[1], op.params[2]));
+                if (ghost_fuses_residual(op)) {  // one image's primary output, before the residual (executor.cpp)
+                    const BufferSpec& b = p.buffers[static_cast<size_t>(p.values[op.output].buffer)];
+                    scratch = std::max(scratch, static_cast<size_t>(b.h) * b.w * op.params[0]);
+                }
                 break;
+            }
             case OpType::kSqueezeExcite: {
                 const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, rd));

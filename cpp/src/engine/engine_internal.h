@@ -11,6 +11,11 @@ namespace ghostfast {
 
 const char* op_type_name(OpType t);
 
+// A Ghost op whose residual is added inside its kernels' epilogues (no activation on either half, so the
+// residual commutes with them): the primary GEMM also writes its output, before the residual, to scratch for
+// the cheap depthwise to read. Otherwise the residual is a separate pass after the depthwise.
+bool ghost_fuses_residual(const OpSpec& op);
+
 // 64-byte-aligned, zero-initialised float storage (packed weights, the arena).
 class AlignedFloats {
 public:

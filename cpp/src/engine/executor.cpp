@@ -183,6 +183,10 @@ void Engine::execute(size_t op_index, int32_t n) {
             const int32_t init = spec.params[0], cheap = spec.params[1], kernel = spec.params[2];
             const int32_t pad = kernel / 2;
             const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
+            // fused: the GEMM adds the residual to the primary half and keeps its output before the residual in
+            // scratch (one image), which the depthwise reads, adding the residual to the cheap half itself.
+            // Otherwise the residual is a pass after the depthwise has read the primary rows it needs.
+            const bool fused = ghost_fuses_residual(spec);
             PointwiseArgs pa;
             pa.a_stride = x.stride, pa.c_stride = y.stride, pa.k = x.c, pa.n = init, pa.m = pixels;
             pa.act = static_cast<Act>(spec.params[3]);
@@ -193,9 +197,20 @@ void Engine::execute(size_t op_index, int32_t n) {
             da.channels = cheap, da.kernel = kernel, da.stride = 1, da.pad = pad;
             da.act = static_cast<Act>(spec.params[4]);
             if (cheap > 0) da.packed = op.packed[1].data();
-            // The residual is added after the cheap depthwise has read the primary rows it needs.
+            // The arguments for one image.
+            auto image_args = [&](int32_t img, PointwiseArgs& ia, DepthwiseArgs& id) {
+                ia = pa, id = da;
+                ia.a = x.image(img), ia.c = y.image(img), ia.m = y.pixels();
+                id.in = y.image(img), id.out = y.image(img) + init;
+                if (fused) {
+                    ia.residual = res->image(img), ia.r_stride = res->stride;
+                    ia.raw = scratch_.data(), ia.raw_stride = init;
+                    id.in = scratch_.data(), id.in_stride = init;
+                    id.residual = res->image(img) + init, id.r_stride = res->stride;
+                }
+            };
             auto add_residual = [&](int32_t img, int32_t r0, int32_t r1, int32_t c0, int32_t c1) {
-                if (!res || r1 <= r0 || c1 <= c0) return;
+                if (!res || fused || r1 <= r0 || c1 <= c0) return;
                 const int64_t p0 = int64_t{r0} * y.w, p1 = int64_t{r1} * y.w;
                 float* base = y.image(img) + c0;
                 k.add(base, y.stride, res->image(img) + c0, res->stride, base, y.stride, c1 - c0, Act::kNone, p0, p1);
@@ -203,10 +218,9 @@ void Engine::execute(size_t op_index, int32_t n) {
             if (threads == 1) {
                 // Band loop: the depthwise consumes primary rows while they are still in cache.
                 for (int32_t img = 0; img < n; ++img) {
-                    PointwiseArgs ia = pa;
-                    ia.a = x.image(img), ia.c = y.image(img), ia.m = y.pixels();
-                    DepthwiseArgs id = da;
-                    id.in = y.image(img), id.out = y.image(img) + init;
+                    PointwiseArgs ia;
+                    DepthwiseArgs id;
+                    image_args(img, ia, id);
                     int32_t done_pw = 0, done_dw = 0, done_res = 0;
                     while (done_dw < y.h) {
                         const int32_t pw_end = std::min(y.h, done_pw + kGhostBandRows);
@@ -224,20 +238,39 @@ void Engine::execute(size_t op_index, int32_t n) {
                 }
                 break;
             }
-            // Threads: primary for all rows, then depthwise, then the residual, each split by rows. (Running the
-            // band loop per range of weight panels instead, with no barriers in between, measured 0-7% slower at
-            // 2 threads on GhostNet 0.5x-1.3x in paired rounds: more, smaller GEMM calls with remainder tiles.)
-            const int64_t pw_chunk = std::max<int64_t>(16, ceil_div(pixels, threads * kTasksPerThread));
-            auto pw_task = [&](int64_t t) {
-                k.pointwise(pa, t * pw_chunk, std::min(pixels, (t + 1) * pw_chunk), 0, init);
+            // Threads: primary for all rows, then depthwise, then (unfused) the residual, each split by rows.
+            // (Running the band loop per range of weight panels instead, with no barriers in between, measured
+            // 0-7% slower at 2 threads on GhostNet 0.5x-1.3x in paired rounds: more, smaller GEMM calls with
+            // remainder tiles.) Fused, scratch holds one image, so the images go one after another.
+            auto primary_and_cheap = [&](const PointwiseArgs& ia, int32_t img_begin, int32_t images,
+                                         const DepthwiseArgs* id) {
+                const int64_t px = int64_t{images} * y.pixels();
+                const int64_t pw_chunk = std::max<int64_t>(16, ceil_div(px, threads * kTasksPerThread));
+                auto pw_task = [&](int64_t t) { k.pointwise(ia, t * pw_chunk, std::min(px, (t + 1) * pw_chunk), 0, init); };
+                parallel(ceil_div(px, pw_chunk), pw_task);
+                if (cheap == 0) return;
+                const int64_t want = std::max<int64_t>(1, threads * kTasksPerThread / images);
+                const int32_t rpt = static_cast<int32_t>(ceil_div(y.h, want));
+                const int32_t chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+                auto dw_task = [&](int64_t t) {
+                    const int32_t img = img_begin + static_cast<int32_t>(t / chunks);
+                    const int32_t r0 = static_cast<int32_t>(t % chunks) * rpt;
+                    DepthwiseArgs ta = *id;
+                    if (!fused) ta.in = y.image(img), ta.out = y.image(img) + init;
+                    k.depthwise(ta, r0, std::min(y.h, r0 + rpt));
+                };
+                parallel(int64_t{images} * chunks, dw_task);
             };
-            parallel(ceil_div(pixels, pw_chunk), pw_task);
-            if (cheap > 0)
-                for_image_rows([&](int32_t img, int32_t r0, int32_t r1) {
-                    DepthwiseArgs ta = da;
-                    ta.in = y.image(img), ta.out = y.image(img) + init;
-                    k.depthwise(ta, r0, r1);
-                });
+            if (fused) {
+                for (int32_t img = 0; img < n; ++img) {
+                    PointwiseArgs ia;
+                    DepthwiseArgs id;
+                    image_args(img, ia, id);
+                    primary_and_cheap(ia, img, 1, &id);
+                }
+                break;
+            }
+            primary_and_cheap(pa, 0, n, &da);
             if (res)
                 for_image_rows([&](int32_t img, int32_t r0, int32_t r1) { add_residual(img, r0, r1, 0, init + cheap); });
             break;

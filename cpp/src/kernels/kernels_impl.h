@@ -242,12 +242,14 @@ __attribute__((noinline)) static void act_rows(float* p, int64_t stride, int32_t
 // NB = 1: the tile also takes the first vector of the next panel (`panel2`), the narrow last panel of n = 24, 40,
 // 36, ...: one MR x (NV + 1) tile instead of a kPwMR x NV tile plus a kPwMR1 x 1 tile, which needs one broadcast
 // per row for both (a one-vector tile loads about as many floats as it multiplies; with small k that bounds it).
+// `raw` (nullable) also gets the sums before the residual and the activation.
 // Not inlined: with the caller's loop state out of the way the k loop gets every general-purpose register for
 // its row addresses (inlined, GCC spilled AVX-512's 8 row offsets into vector registers).
 template <int MR, int NV, int NB = 0>
 __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, int32_t k, const float* panel,
                                               const float* panel2, float* c, int64_t c_stride, const float* res,
-                                              int64_t r_stride, vmask tail, int32_t cols, const Epi& epi) {
+                                              int64_t r_stride, float* raw, int64_t raw_stride, vmask tail,
+                                              int32_t cols, const Epi& epi) {
     constexpr int NT = NV + NB;  // vectors per tile row
     vf acc[MR * NT];
     GF_UNROLL for (int v = 0; v < NT; ++v) {
@@ -271,6 +273,17 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
     }
     const bool full = cols == NT * kW;
     const int32_t last = cols - (NT - 1) * kW;  // lanes of the last vector
+    if (raw) {
+        GF_UNROLL for (int r = 0; r < MR; ++r) {
+            float* rr = raw + r * raw_stride;
+            GF_UNROLL for (int v = 0; v < NT; ++v) {
+                if (v == NT - 1 && !full)
+                    v_store_n(rr + v * kW, acc[r * NT + v], tail, last);
+                else
+                    v_store(rr + v * kW, acc[r * NT + v]);
+            }
+        }
+    }
     if (res) {
         GF_UNROLL for (int r = 0; r < MR; ++r) {
             const float* rr = res + r * r_stride;
@@ -301,7 +314,8 @@ static GF_INLINE void pw_tile_rows(int32_t rows, const PointwiseArgs& args, int6
         if (rows == MR) {
             pw_tile<MR, NV, NB>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
                                 args.c + m * args.c_stride + n0, args.c_stride,
-                                args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride, tail,
+                                args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride,
+                                args.raw ? args.raw + m * args.raw_stride + n0 : nullptr, args.raw_stride, tail,
                                 cols, epi);
         } else {
             pw_tile_rows<NV, NB, MR - 1>(rows, args, m, panel, panel2, n0, tail, cols, epi);
@@ -336,8 +350,9 @@ static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1,
     for (; m + MR <= full_end; m += MR) {
         pw_tile<MR, NV, NB>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
                             args.c + m * args.c_stride + n0, args.c_stride,
-                            args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride, tail,
-                            cols, epi);
+                            args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride,
+                            args.raw ? args.raw + m * args.raw_stride + n0 : nullptr, args.raw_stride, tail, cols,
+                            epi);
     }
     if (full_end < m1) {  // the rebalanced pair: (MR + rem + 1) / 2 rows, then the rest
         const int32_t first = static_cast<int32_t>((m1 - m + 1) / 2);
@@ -383,7 +398,7 @@ static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end,
     if (m_begin >= m_end || n_begin >= n_end) return;
     const Epi epi = epi_for(args.act);
     const int64_t panel_stride = static_cast<int64_t>(kPwNR) * (static_cast<int64_t>(args.k) + 1);
-    if (m_end - m_begin == 1) {
+    if (m_end - m_begin == 1 && !args.raw) {
         // A single row: groups of full panels as concurrent weight streams, the rest below.
         const int64_t m = m_begin;
         for (; n_begin + kGemvPanels * kPwNR <= n_end; n_begin += kGemvPanels * kPwNR)
@@ -474,10 +489,11 @@ static GF_INLINE void interior_cols(int32_t out_w, int32_t in_w, int32_t stride,
 // stay in registers. kFullRows: all KS kernel rows are inside the input (the row loop is unrolled); otherwise
 // rows [i_lo, i_hi). kClip: some input columns of the window are padding (blocks at the row's ends), and are
 // skipped: no load ever touches a position outside the input. `in` is the image origin at the tile's channel.
+// `res_px` (nullable): the residual at the block's first output pixel, added before the activation.
 template <int XB, int KS, int S, int kTail, bool kFullRows, bool kClip>
 static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t in_stride, int32_t in_w,
                                const RowGeom& g, int32_t ix0, const float* wt, float* out_px, int64_t out_stride,
-                               vmask m, int32_t cols, const Epi& epi) {
+                               const float* res_px, int64_t r_stride, vmask m, int32_t cols, const Epi& epi) {
     constexpr int kCols = (XB - 1) * S + KS;  // input columns the block reads
     vf acc[XB];
     const vf bias = v_load(wt);
@@ -510,6 +526,7 @@ static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t i
     } else {
         for (int32_t i = g.i_lo; i < g.i_hi; ++i) kernel_row(i);
     }
+    if (res_px) GF_UNROLL for (int o = 0; o < XB; ++o) acc[o] = v_add(acc[o], v_load_t<kTail>(res_px + o * r_stride, m));
     epi_apply(acc, epi);
     GF_UNROLL for (int o = 0; o < XB; ++o) v_store_t<kTail>(out_px + o * out_stride, acc[o], m);
     if (epi.post_pass) act_rows(out_px, out_stride, XB, cols, epi.act);
@@ -520,7 +537,8 @@ static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t i
 struct DwCtx {
     const float* in;
     const float* packed;
-    int64_t in_stride, in_row_stride, out_stride;
+    const float* res;  // nullable
+    int64_t in_stride, in_row_stride, out_stride, r_stride;
     int32_t in_w, pad, out_w, full_tiles, rem;
     vmask m;
     Epi epi;
@@ -530,33 +548,40 @@ struct DwCtx {
 // input window (a few pixels x all channels) is reused from L1 by every tile, and the address arithmetic of the
 // window is computed once for all tiles.
 template <int XB, int KS, int S, bool kFullRows, bool kClip>
-__attribute__((noinline)) static void dw_block_tiles(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row) {
+__attribute__((noinline)) static void dw_block_tiles(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row,
+                                                     const float* res_row) {
     const int32_t ix0 = x * S - c.pad;
     float* out_px = out_row + static_cast<int64_t>(x) * c.out_stride;
+    const float* res_px = res_row ? res_row + static_cast<int64_t>(x) * c.r_stride : nullptr;
     constexpr int32_t kTileStride = kW * (KS * KS + 1);
     int32_t t = 0;
     for (; t < c.full_tiles; ++t)
         dw_block<XB, KS, S, kTailNone, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g, ix0,
-                                                     c.packed + static_cast<int64_t>(t) * kTileStride, out_px + t * kW,
-                                                     c.out_stride, c.m, kW, c.epi);
+                                                         c.packed + static_cast<int64_t>(t) * kTileStride,
+                                                         out_px + t * kW, c.out_stride, res_px ? res_px + t * kW : nullptr,
+                                                         c.r_stride, c.m, kW, c.epi);
     if (c.rem == kW / 2)
         dw_block<XB, KS, S, kTailHalf, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g,
                                                          ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
-                                                         out_px + t * kW, c.out_stride, c.m, c.rem, c.epi);
+                                                         out_px + t * kW, c.out_stride,
+                                                         res_px ? res_px + t * kW : nullptr, c.r_stride, c.m, c.rem,
+                                                         c.epi);
     else if (c.rem)
         dw_block<XB, KS, S, kTailMasked, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g,
                                                            ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
-                                                           out_px + t * kW, c.out_stride, c.m, c.rem, c.epi);
+                                                           out_px + t * kW, c.out_stride,
+                                                           res_px ? res_px + t * kW : nullptr, c.r_stride, c.m, c.rem,
+                                                           c.epi);
 }
 
 // One output block of XB pixels at column x, clipped only if its window reaches into the left/right padding.
 template <int XB, int KS, int S, bool kFullRows>
-static GF_INLINE void dw_block_any(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row, int32_t x_lo,
-                                   int32_t x_hi) {
+static GF_INLINE void dw_block_any(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row, const float* res_row,
+                                   int32_t x_lo, int32_t x_hi) {
     if (x >= x_lo && x + XB <= x_hi)
-        dw_block_tiles<XB, KS, S, kFullRows, false>(c, g, x, out_row);
+        dw_block_tiles<XB, KS, S, kFullRows, false>(c, g, x, out_row, res_row);
     else
-        dw_block_tiles<XB, KS, S, kFullRows, true>(c, g, x, out_row);
+        dw_block_tiles<XB, KS, S, kFullRows, true>(c, g, x, out_row, res_row);
 }
 
 // One output row in blocks of kDwXB pixels (rows narrower than that: 4). The border pixels ride in the first
@@ -565,18 +590,20 @@ static GF_INLINE void dw_block_any(const DwCtx& c, const RowGeom& g, int32_t x, 
 // is harmless because the output never aliases the input it reads): narrow blocks have too few independent
 // accumulators for the FMA latency, and measured 2x slower per pixel on 14- and 7-pixel rows.
 template <int XB, int KS, int S, bool kFullRows>
-static GF_INLINE void dw_row_blocks(const DwCtx& c, const RowGeom& g, float* out_row, int32_t x_lo, int32_t x_hi) {
+static GF_INLINE void dw_row_blocks(const DwCtx& c, const RowGeom& g, float* out_row, const float* res_row,
+                                    int32_t x_lo, int32_t x_hi) {
     int32_t x = 0;
-    for (; x + XB <= c.out_w; x += XB) dw_block_any<XB, KS, S, kFullRows>(c, g, x, out_row, x_lo, x_hi);
-    if (x < c.out_w) dw_block_any<XB, KS, S, kFullRows>(c, g, c.out_w - XB, out_row, x_lo, x_hi);
+    for (; x + XB <= c.out_w; x += XB) dw_block_any<XB, KS, S, kFullRows>(c, g, x, out_row, res_row, x_lo, x_hi);
+    if (x < c.out_w) dw_block_any<XB, KS, S, kFullRows>(c, g, c.out_w - XB, out_row, res_row, x_lo, x_hi);
 }
 template <int KS, int S, bool kFullRows>
-static void dw_row(const DwCtx& ctx, const RowGeom& geom, float* out_row, int32_t x_lo, int32_t x_hi) {
+static void dw_row(const DwCtx& ctx, const RowGeom& geom, float* out_row, const float* res_row, int32_t x_lo,
+                   int32_t x_hi) {
     const DwCtx c = ctx;  // locals: see DwCtx
     const RowGeom g = geom;
-    if (c.out_w >= kDwXB) return dw_row_blocks<kDwXB, KS, S, kFullRows>(c, g, out_row, x_lo, x_hi);
-    if (kDwXB > 4 && c.out_w >= 4) return dw_row_blocks<4, KS, S, kFullRows>(c, g, out_row, x_lo, x_hi);
-    for (int32_t x = 0; x < c.out_w; ++x) dw_block_any<1, KS, S, kFullRows>(c, g, x, out_row, x_lo, x_hi);
+    if (c.out_w >= kDwXB) return dw_row_blocks<kDwXB, KS, S, kFullRows>(c, g, out_row, res_row, x_lo, x_hi);
+    if (kDwXB > 4 && c.out_w >= 4) return dw_row_blocks<4, KS, S, kFullRows>(c, g, out_row, res_row, x_lo, x_hi);
+    for (int32_t x = 0; x < c.out_w; ++x) dw_block_any<1, KS, S, kFullRows>(c, g, x, out_row, res_row, x_lo, x_hi);
 }
 
 template <int KS, int S>
@@ -587,6 +614,8 @@ static void dw_rows(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
     c.in_stride = a.in_stride;
     c.in_row_stride = static_cast<int64_t>(a.in_w) * a.in_stride;
     c.out_stride = a.out_stride;
+    c.res = a.residual;
+    c.r_stride = a.r_stride;
     c.in_w = a.in_w;
     c.pad = a.pad;
     c.out_w = a.out_w;
@@ -601,17 +630,18 @@ static void dw_rows(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
     for (int32_t y = y_begin; y < y_end; ++y) {
         const RowGeom g = row_geom(y, S, c.pad, KS, in_h);
         float* out_row = out + static_cast<int64_t>(y) * out_w * c.out_stride;
+        const float* res_row = c.res ? c.res + static_cast<int64_t>(y) * out_w * c.r_stride : nullptr;
         if (g.i_lo == 0 && g.i_hi == KS)
-            dw_row<KS, S, true>(c, g, out_row, x_lo, x_hi);
+            dw_row<KS, S, true>(c, g, out_row, res_row, x_lo, x_hi);
         else
-            dw_row<KS, S, false>(c, g, out_row, x_lo, x_hi);
+            dw_row<KS, S, false>(c, g, out_row, res_row, x_lo, x_hi);
     }
 }
 
 // Kernel sizes / strides without a specialisation: one pixel at a time, taps clipped, run-time loops.
 template <int kTail>
 static GF_INLINE void dw_pixel(const DepthwiseArgs& a, const RowGeom& g, int32_t x, int32_t c0, const float* wt,
-                               float* out, vmask m, int32_t cols, const Epi& epi) {
+                               float* out, const float* res, vmask m, int32_t cols, const Epi& epi) {
     const int32_t k = a.kernel;
     const int32_t ix0 = x * a.stride - a.pad;
     const int32_t j_lo = imax(0, -ix0), j_hi = imin(k, a.in_w - ix0);
@@ -622,6 +652,7 @@ static GF_INLINE void dw_pixel(const DepthwiseArgs& a, const RowGeom& g, int32_t
         for (int32_t j = j_lo; j < j_hi; ++j, px += a.in_stride, w += kW)
             acc[0] = v_fma(v_load_t<kTail>(px, m), v_load(w), acc[0]);
     }
+    if (res) acc[0] = v_add(acc[0], v_load_t<kTail>(res, m));
     epi_apply(acc, epi);
     v_store_t<kTail>(out, acc[0], m);
     if (epi.post_pass) act_rows(out, 0, 1, cols, epi.act);
@@ -639,13 +670,15 @@ static void dw_rows_any(const DepthwiseArgs& args, int32_t y_begin, int32_t y_en
         float* out_row = a.out + static_cast<int64_t>(y) * a.out_w * a.out_stride;
         for (int32_t x = 0; x < a.out_w; ++x) {
             float* out_px = out_row + static_cast<int64_t>(x) * a.out_stride;
+            const float* res_px =
+                a.residual ? a.residual + (static_cast<int64_t>(y) * a.out_w + x) * a.r_stride : nullptr;
             int32_t t = 0;
             for (; t < full_tiles; ++t)
-                dw_pixel<kTailNone>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
-                                kW, epi);
+                dw_pixel<kTailNone>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW,
+                                    res_px ? res_px + t * kW : nullptr, m, kW, epi);
             if (rem)
-                dw_pixel<kTailMasked>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride, out_px + t * kW, m,
-                               rem, epi);
+                dw_pixel<kTailMasked>(a, g, x, t * kW, a.packed + static_cast<int64_t>(t) * tile_stride,
+                                      out_px + t * kW, res_px ? res_px + t * kW : nullptr, m, rem, epi);
         }
     }
 }

@@ -42,6 +42,7 @@ void pointwise(const PointwiseArgs& args, const float* w, const float* bias) {
         for (int32_t n = 0; n < args.n; ++n) {
             double sum = bias ? bias[n] : 0.0;
             for (int32_t k = 0; k < args.k; ++k) sum += static_cast<double>(a[k]) * w[static_cast<int64_t>(n) * args.k + k];
+            if (args.raw) args.raw[m * args.raw_stride + n] = static_cast<float>(sum);
             if (args.residual) sum += args.residual[m * args.r_stride + n];
             args.c[m * args.c_stride + n] = activate(static_cast<float>(sum), args.act);
         }
@@ -64,8 +65,9 @@ void depthwise(const DepthwiseArgs& args, const float* w, const float* bias) {
                         sum += static_cast<double>(v) * w[(static_cast<int64_t>(c) * k + i) * k + j];
                     }
                 }
-                args.out[(static_cast<int64_t>(y) * args.out_w + x) * args.out_stride + c] =
-                    activate(static_cast<float>(sum), args.act);
+                const int64_t px = static_cast<int64_t>(y) * args.out_w + x;
+                if (args.residual) sum += args.residual[px * args.r_stride + c];
+                args.out[px * args.out_stride + c] = activate(static_cast<float>(sum), args.act);
             }
         }
     }
