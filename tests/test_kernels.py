@@ -418,6 +418,30 @@ def test_depthwise_residual(isa, c, k, s, act):
     assert_close(got, hwc(torch_act(want, act)))
 
 
+@pytest.mark.parametrize("isa", ISAS + ["reference"])
+@pytest.mark.parametrize("c,k,s,band", [(24, 3, 2, 2), (12, 3, 1, 3), (72, 5, 2, 4), (20, 5, 1, 1), (9, 7, 1, 2)])
+def test_depthwise_ring_buffers(isa, c, k, s, band):
+    # The single-thread executor streams rows through ring buffers (row r at r % rows): bands of output rows,
+    # each computed after the ring holds the input rows it reads, must equal the whole-plane result.
+    rng = rng_for("dw_ring", c, k, s, band)
+    h, w, pad = 23, 17, k // 2
+    x, wt, b = randn(rng, h, w, c), randn(rng, c, k, k, scale=0.3), randn(rng, c)
+    want = gk.depthwise("reference", x, wt, b, s, pad, 1)
+    oh = want.shape[0]
+    rows_in = (band - 1) * s + k + 1  # not a divisor of h: bands wrap around the ring's end
+    ring_in = np.full((rows_in, w, c), np.nan, np.float32)
+    ring_out = np.full((band + 1, want.shape[1], c), np.nan, np.float32)
+    got = np.empty_like(want)
+    for y0 in range(0, oh, band):
+        y1 = min(oh, y0 + band)
+        for r in range(max(0, y0 * s - pad), min(h, (y1 - 1) * s - pad + k)):
+            ring_in[r % rows_in] = x[r]
+        gk.depthwise_ring(isa, ring_in, h, wt, b, s, pad, 1, ring_out, y0, y1)
+        for y in range(y0, y1):
+            got[y] = ring_out[y % ring_out.shape[0]]
+    assert_close(got, want)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Dense conv (stems)
 

@@ -296,6 +296,39 @@ nb::object depthwise(const std::string& isa, const CArr& x, const CContig& w, co
         o.result);
 }
 
+// Output rows [y_begin, y_end) of a depthwise whose input and output planes are ring buffers: ring_in holds
+// input row r at r % ring_in.shape[0] (the logical input is in_h rows), ring_out gets output row y at
+// y % ring_out.shape[0]. The caller fills ring_in with the rows those outputs read.
+void depthwise_ring(const std::string& isa, const CArr& ring_in, int in_h, const CContig& w,
+                    const std::optional<CContig>& bias, int stride, int pad, int act, const MArr& ring_out,
+                    int y_begin, int y_end) {
+    const KernelTable* t = table_for(isa);
+    const Plane in = plane(ring_in, "ring_in");
+    const Plane out = plane(ring_out, "ring_out");
+    require(w.ndim() == 3 && static_cast<int32_t>(w.shape(0)) == in.c && w.shape(1) == w.shape(2),
+            "w must have shape [c, k, k] with c = ring_in.shape[2]");
+    require(in_h >= 1 && in_h < (1 << 20), "in_h must be in [1, 2^20)");
+    const int32_t k = static_cast<int32_t>(w.shape(1));
+    ghostfast::DepthwiseArgs args;
+    args.in = in.data, args.in_h = in_h, args.in_w = in.w, args.in_stride = in.stride, args.in_ring = in.h;
+    args.channels = in.c, args.kernel = k, args.stride = stride, args.pad = pad, args.act = to_act(act);
+    args.out_h = spatial_out(in_h, k, stride, pad, "depthwise");
+    args.out_w = spatial_out(in.w, k, stride, pad, "depthwise");
+    require(out.w == args.out_w && out.c == in.c, "ring_out must have shape [rows, out_w, c]");
+    require(0 <= y_begin && y_begin <= y_end && y_end <= args.out_h, "need 0 <= y_begin <= y_end <= out_h");
+    // Every input row the range reads must be in the ring, and every output row of the range a distinct slot.
+    const int32_t lo = std::max(0, y_begin * stride - pad), hi = std::min(in_h, (y_end - 1) * stride - pad + k);
+    require(y_end == y_begin || (hi - lo <= in.h && y_end - y_begin <= out.h), "the rings are too small for the range");
+    args.out = const_cast<float*>(out.data), args.out_stride = out.stride, args.out_ring = out.h;
+    const float* b = optional_vector(bias, in.c, "bias");
+    nb::gil_scoped_release release;
+    if (!t) return ghostfast::reference::depthwise_rows(args, w.data(), b, y_begin, y_end);
+    Aligned packed(t->depthwise_packed_size(in.c, k));
+    t->pack_depthwise(w.data(), b, in.c, k, packed.p);
+    args.packed = packed.p;
+    t->depthwise(args, y_begin, y_end);
+}
+
 nb::object conv(const std::string& isa, const CArr& x, const CContig& w, const std::optional<CContig>& bias,
                 int stride, int pad, int act, const std::optional<MArr>& out, int64_t row_chunk, int64_t repeat,
                 bool planar) {
@@ -521,6 +554,9 @@ void bind_kernels(nb::module_& m) {
           "residual"_a = nb::none(),
           "Depthwise conv of x[h, w, c] with w[c, k, k]; residual (optional, the output's shape) is added before "
           "the activation.");
+    k.def("depthwise_ring", &depthwise_ring, "isa"_a, "ring_in"_a, "in_h"_a, "w"_a, "bias"_a, "stride"_a, "pad"_a,
+          "act"_a, nb::arg("ring_out").noconvert(), "y_begin"_a, "y_end"_a,
+          "Output rows [y_begin, y_end) of a depthwise over ring buffers (row r at r % rows), in place in ring_out.");
     k.def("conv", &conv, "isa"_a, "x"_a, "w"_a, "bias"_a = nb::none(), "stride"_a = 1, "pad"_a = 1, "act"_a = 0,
           nb::arg("out").noconvert() = nb::none(), "row_chunk"_a = 0, "repeat"_a = 0, "planar"_a = false,
           "Dense conv of x[h, w, in_c] (planar: x[in_c, h, w]) with w[out_c, in_c, k, k].");

@@ -68,6 +68,12 @@ struct DepthwiseArgs {
     // Nullable: residual[y, x, c] (an out_h x out_w plane, pixel stride r_stride) is added before the activation.
     const float* residual = nullptr;
     int64_t r_stride = 0;
+    // Ring buffers (0: a whole plane): input row r lives at in + (r % in_ring) * in_w * in_stride, output row y
+    // at out + (y % out_ring) * out_w * out_stride. The single-thread executor streams a Ghost module's rows
+    // through a ring of a few rows into the depthwise that follows it, so the full-size intermediate is never
+    // written.
+    int32_t in_ring = 0;
+    int32_t out_ring = 0;
 };
 
 // Dense (groups == 1) k x k convolution of one image, symmetric zero padding, for output rows
@@ -148,6 +154,7 @@ int32_t available_kernel_tables(const KernelTable** out, int32_t capacity);
 namespace reference {
 void pointwise(const PointwiseArgs& args, const float* w /* [n][k] */, const float* bias);
 void depthwise(const DepthwiseArgs& args, const float* w /* [c][k][k] */, const float* bias);
+void depthwise_rows(const DepthwiseArgs& args, const float* w, const float* bias, int32_t y_begin, int32_t y_end);
 void conv(const ConvArgs& args, const float* w /* [out_c][in_c][k][k] */, const float* bias);
 void max_pool(const PoolArgs& args);
 void avg_pool(const PoolArgs& args);

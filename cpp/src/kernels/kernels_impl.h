@@ -488,10 +488,11 @@ static GF_INLINE void interior_cols(int32_t out_w, int32_t in_w, int32_t stride,
 // stride 1 and k = 3 that is 10 loads for 24 FMAs at XB = 8, instead of 24), and the row's KS weight vectors
 // stay in registers. kFullRows: all KS kernel rows are inside the input (the row loop is unrolled); otherwise
 // rows [i_lo, i_hi). kClip: some input columns of the window are padding (blocks at the row's ends), and are
-// skipped: no load ever touches a position outside the input. `in` is the image origin at the tile's channel.
-// `res_px` (nullable): the residual at the block's first output pixel, added before the activation.
+// skipped: no load ever touches a position outside the input. rows[i]: input row g.iy0 + i (i in [i_lo, i_hi)),
+// `ch` the tile's first channel. `res_px` (nullable): the residual at the block's first output pixel, added
+// before the activation.
 template <int XB, int KS, int S, int kTail, bool kFullRows, bool kClip>
-static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t in_stride, int32_t in_w,
+static GF_INLINE void dw_block(const float* const* rows, int32_t ch, int64_t in_stride, int32_t in_w,
                                const RowGeom& g, int32_t ix0, const float* wt, float* out_px, int64_t out_stride,
                                const float* res_px, int64_t r_stride, vmask m, int32_t cols, const Epi& epi) {
     constexpr int kCols = (XB - 1) * S + KS;  // input columns the block reads
@@ -509,8 +510,7 @@ static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t i
         // One pointer bumped column by column (valid columns are contiguous, from t_lo): with run-time strides,
         // precomputed offsets for every unrolled column (30 for k = 3, XB = 8) would not fit the general-purpose
         // registers and get spilled.
-        const float* px = in + static_cast<int64_t>(g.iy0 + i) * in_row_stride +
-                          static_cast<int64_t>(ix0 + t_lo) * in_stride;
+        const float* px = rows[i] + ch + static_cast<int64_t>(ix0 + t_lo) * in_stride;
         GF_UNROLL for (int t = 0; t < kCols; ++t) {
             if (kClip && (t < t_lo || t >= t_hi)) continue;
             const vf v = v_load_t<kTail>(px, m);
@@ -535,10 +535,9 @@ static GF_INLINE void dw_block(const float* in, int64_t in_row_stride, int64_t i
 // What the row loops need, copied out of DepthwiseArgs into a local: the vector stores (may_alias types) would
 // otherwise force every field to be reloaded from the caller's struct after each store.
 struct DwCtx {
-    const float* in;
     const float* packed;
     const float* res;  // nullable
-    int64_t in_stride, in_row_stride, out_stride, r_stride;
+    int64_t in_stride, out_stride, r_stride;
     int32_t in_w, pad, out_w, full_tiles, rem;
     vmask m;
     Epi epi;
@@ -548,26 +547,26 @@ struct DwCtx {
 // input window (a few pixels x all channels) is reused from L1 by every tile, and the address arithmetic of the
 // window is computed once for all tiles.
 template <int XB, int KS, int S, bool kFullRows, bool kClip>
-__attribute__((noinline)) static void dw_block_tiles(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row,
-                                                     const float* res_row) {
+__attribute__((noinline)) static void dw_block_tiles(const DwCtx& c, const RowGeom& g, const float* const* rows,
+                                                     int32_t x, float* out_row, const float* res_row) {
     const int32_t ix0 = x * S - c.pad;
     float* out_px = out_row + static_cast<int64_t>(x) * c.out_stride;
     const float* res_px = res_row ? res_row + static_cast<int64_t>(x) * c.r_stride : nullptr;
     constexpr int32_t kTileStride = kW * (KS * KS + 1);
     int32_t t = 0;
     for (; t < c.full_tiles; ++t)
-        dw_block<XB, KS, S, kTailNone, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g, ix0,
+        dw_block<XB, KS, S, kTailNone, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g, ix0,
                                                          c.packed + static_cast<int64_t>(t) * kTileStride,
                                                          out_px + t * kW, c.out_stride, res_px ? res_px + t * kW : nullptr,
                                                          c.r_stride, c.m, kW, c.epi);
     if (c.rem == kW / 2)
-        dw_block<XB, KS, S, kTailHalf, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g,
+        dw_block<XB, KS, S, kTailHalf, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g,
                                                          ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
                                                          out_px + t * kW, c.out_stride,
                                                          res_px ? res_px + t * kW : nullptr, c.r_stride, c.m, c.rem,
                                                          c.epi);
     else if (c.rem)
-        dw_block<XB, KS, S, kTailMasked, kFullRows, kClip>(c.in + t * kW, c.in_row_stride, c.in_stride, c.in_w, g,
+        dw_block<XB, KS, S, kTailMasked, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g,
                                                            ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
                                                            out_px + t * kW, c.out_stride,
                                                            res_px ? res_px + t * kW : nullptr, c.r_stride, c.m, c.rem,
@@ -576,12 +575,12 @@ __attribute__((noinline)) static void dw_block_tiles(const DwCtx& c, const RowGe
 
 // One output block of XB pixels at column x, clipped only if its window reaches into the left/right padding.
 template <int XB, int KS, int S, bool kFullRows>
-static GF_INLINE void dw_block_any(const DwCtx& c, const RowGeom& g, int32_t x, float* out_row, const float* res_row,
-                                   int32_t x_lo, int32_t x_hi) {
+static GF_INLINE void dw_block_any(const DwCtx& c, const RowGeom& g, const float* const* rows, int32_t x,
+                                   float* out_row, const float* res_row, int32_t x_lo, int32_t x_hi) {
     if (x >= x_lo && x + XB <= x_hi)
-        dw_block_tiles<XB, KS, S, kFullRows, false>(c, g, x, out_row, res_row);
+        dw_block_tiles<XB, KS, S, kFullRows, false>(c, g, rows, x, out_row, res_row);
     else
-        dw_block_tiles<XB, KS, S, kFullRows, true>(c, g, x, out_row, res_row);
+        dw_block_tiles<XB, KS, S, kFullRows, true>(c, g, rows, x, out_row, res_row);
 }
 
 // One output row in blocks of kDwXB pixels (rows narrower than that: 4). The border pixels ride in the first
@@ -590,29 +589,38 @@ static GF_INLINE void dw_block_any(const DwCtx& c, const RowGeom& g, int32_t x, 
 // is harmless because the output never aliases the input it reads): narrow blocks have too few independent
 // accumulators for the FMA latency, and measured 2x slower per pixel on 14- and 7-pixel rows.
 template <int XB, int KS, int S, bool kFullRows>
-static GF_INLINE void dw_row_blocks(const DwCtx& c, const RowGeom& g, float* out_row, const float* res_row,
-                                    int32_t x_lo, int32_t x_hi) {
+static GF_INLINE void dw_row_blocks(const DwCtx& c, const RowGeom& g, const float* const* rows, float* out_row,
+                                    const float* res_row, int32_t x_lo, int32_t x_hi) {
     int32_t x = 0;
-    for (; x + XB <= c.out_w; x += XB) dw_block_any<XB, KS, S, kFullRows>(c, g, x, out_row, res_row, x_lo, x_hi);
-    if (x < c.out_w) dw_block_any<XB, KS, S, kFullRows>(c, g, c.out_w - XB, out_row, res_row, x_lo, x_hi);
+    for (; x + XB <= c.out_w; x += XB)
+        dw_block_any<XB, KS, S, kFullRows>(c, g, rows, x, out_row, res_row, x_lo, x_hi);
+    if (x < c.out_w) dw_block_any<XB, KS, S, kFullRows>(c, g, rows, c.out_w - XB, out_row, res_row, x_lo, x_hi);
 }
 template <int KS, int S, bool kFullRows>
-static void dw_row(const DwCtx& ctx, const RowGeom& geom, float* out_row, const float* res_row, int32_t x_lo,
-                   int32_t x_hi) {
+static void dw_row(const DwCtx& ctx, const RowGeom& geom, const float* const* rows, float* out_row,
+                   const float* res_row, int32_t x_lo, int32_t x_hi) {
     const DwCtx c = ctx;  // locals: see DwCtx
     const RowGeom g = geom;
-    if (c.out_w >= kDwXB) return dw_row_blocks<kDwXB, KS, S, kFullRows>(c, g, out_row, res_row, x_lo, x_hi);
-    if (kDwXB > 4 && c.out_w >= 4) return dw_row_blocks<4, KS, S, kFullRows>(c, g, out_row, res_row, x_lo, x_hi);
-    for (int32_t x = 0; x < c.out_w; ++x) dw_block_any<1, KS, S, kFullRows>(c, g, x, out_row, res_row, x_lo, x_hi);
+    if (c.out_w >= kDwXB) return dw_row_blocks<kDwXB, KS, S, kFullRows>(c, g, rows, out_row, res_row, x_lo, x_hi);
+    if (kDwXB > 4 && c.out_w >= 4)
+        return dw_row_blocks<4, KS, S, kFullRows>(c, g, rows, out_row, res_row, x_lo, x_hi);
+    for (int32_t x = 0; x < c.out_w; ++x)
+        dw_block_any<1, KS, S, kFullRows>(c, g, rows, x, out_row, res_row, x_lo, x_hi);
+}
+
+// Row addresses of a depthwise's input and output planes, plain or ring buffers (DepthwiseArgs::in_ring).
+static GF_INLINE const float* dw_in_row(const DepthwiseArgs& a, int32_t r) {
+    return a.in + static_cast<int64_t>(a.in_ring > 0 ? r % a.in_ring : r) * a.in_w * a.in_stride;
+}
+static GF_INLINE float* dw_out_row(const DepthwiseArgs& a, int32_t y) {
+    return a.out + static_cast<int64_t>(a.out_ring > 0 ? y % a.out_ring : y) * a.out_w * a.out_stride;
 }
 
 template <int KS, int S>
 static void dw_rows(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
     DwCtx c;
-    c.in = a.in;
     c.packed = a.packed;
     c.in_stride = a.in_stride;
-    c.in_row_stride = static_cast<int64_t>(a.in_w) * a.in_stride;
     c.out_stride = a.out_stride;
     c.res = a.residual;
     c.r_stride = a.r_stride;
@@ -623,18 +631,19 @@ static void dw_rows(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
     c.rem = a.channels - c.full_tiles * kW;
     c.m = v_mask(c.rem ? c.rem : kW);
     c.epi = epi_for(a.act);
-    float* const out = a.out;
     const int32_t in_h = a.in_h, out_w = a.out_w;
     int32_t x_lo = 0, x_hi = 0;
     interior_cols(a.out_w, a.in_w, S, a.pad, KS, &x_lo, &x_hi);
     for (int32_t y = y_begin; y < y_end; ++y) {
         const RowGeom g = row_geom(y, S, c.pad, KS, in_h);
-        float* out_row = out + static_cast<int64_t>(y) * out_w * c.out_stride;
+        const float* rows[KS];
+        for (int32_t i = g.i_lo; i < g.i_hi; ++i) rows[i] = dw_in_row(a, g.iy0 + i);
+        float* out_row = dw_out_row(a, y);
         const float* res_row = c.res ? c.res + static_cast<int64_t>(y) * out_w * c.r_stride : nullptr;
         if (g.i_lo == 0 && g.i_hi == KS)
-            dw_row<KS, S, true>(c, g, out_row, res_row, x_lo, x_hi);
+            dw_row<KS, S, true>(c, g, rows, out_row, res_row, x_lo, x_hi);
         else
-            dw_row<KS, S, false>(c, g, out_row, res_row, x_lo, x_hi);
+            dw_row<KS, S, false>(c, g, rows, out_row, res_row, x_lo, x_hi);
     }
 }
 
@@ -647,7 +656,7 @@ static GF_INLINE void dw_pixel(const DepthwiseArgs& a, const RowGeom& g, int32_t
     const int32_t j_lo = imax(0, -ix0), j_hi = imin(k, a.in_w - ix0);
     vf acc[1] = {v_load(wt)};
     for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
-        const float* px = a.in + (static_cast<int64_t>(g.iy0 + i) * a.in_w + ix0 + j_lo) * a.in_stride + c0;
+        const float* px = dw_in_row(a, g.iy0 + i) + static_cast<int64_t>(ix0 + j_lo) * a.in_stride + c0;
         const float* w = wt + kW + (i * k + j_lo) * kW;
         for (int32_t j = j_lo; j < j_hi; ++j, px += a.in_stride, w += kW)
             acc[0] = v_fma(v_load_t<kTail>(px, m), v_load(w), acc[0]);
@@ -667,7 +676,7 @@ static void dw_rows_any(const DepthwiseArgs& args, int32_t y_begin, int32_t y_en
     const int32_t tile_stride = kW * (a.kernel * a.kernel + 1);
     for (int32_t y = y_begin; y < y_end; ++y) {
         const RowGeom g = row_geom(y, a.stride, a.pad, a.kernel, a.in_h);
-        float* out_row = a.out + static_cast<int64_t>(y) * a.out_w * a.out_stride;
+        float* out_row = dw_out_row(a, y);
         for (int32_t x = 0; x < a.out_w; ++x) {
             float* out_px = out_row + static_cast<int64_t>(x) * a.out_stride;
             const float* res_px =

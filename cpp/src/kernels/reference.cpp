@@ -50,8 +50,12 @@ void pointwise(const PointwiseArgs& args, const float* w, const float* bias) {
 }
 
 void depthwise(const DepthwiseArgs& args, const float* w, const float* bias) {
+    depthwise_rows(args, w, bias, 0, args.out_h);
+}
+
+void depthwise_rows(const DepthwiseArgs& args, const float* w, const float* bias, int32_t y_begin, int32_t y_end) {
     const int32_t k = args.kernel;
-    for (int32_t y = 0; y < args.out_h; ++y) {
+    for (int32_t y = y_begin; y < y_end; ++y) {
         for (int32_t x = 0; x < args.out_w; ++x) {
             for (int32_t c = 0; c < args.channels; ++c) {
                 double sum = bias ? bias[c] : 0.0;
@@ -61,13 +65,15 @@ void depthwise(const DepthwiseArgs& args, const float* w, const float* bias) {
                     for (int32_t j = 0; j < k; ++j) {
                         const int32_t ix = x * args.stride - args.pad + j;
                         if (ix < 0 || ix >= args.in_w) continue;
-                        const float v = args.in[(static_cast<int64_t>(iy) * args.in_w + ix) * args.in_stride + c];
+                        const int64_t row = args.in_ring > 0 ? iy % args.in_ring : iy;
+                        const float v = args.in[(row * args.in_w + ix) * args.in_stride + c];
                         sum += static_cast<double>(v) * w[(static_cast<int64_t>(c) * k + i) * k + j];
                     }
                 }
                 const int64_t px = static_cast<int64_t>(y) * args.out_w + x;
                 if (args.residual) sum += args.residual[px * args.r_stride + c];
-                args.out[px * args.out_stride + c] = activate(static_cast<float>(sum), args.act);
+                const int64_t out_px = static_cast<int64_t>(args.out_ring > 0 ? y % args.out_ring : y) * args.out_w + x;
+                args.out[out_px * args.out_stride + c] = activate(static_cast<float>(sum), args.act);
             }
         }
     }
