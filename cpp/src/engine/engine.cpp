@@ -103,6 +103,7 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
     if (threads < 1 || threads > 256) fail("threads must be in [1, 256]");
     validate();
     pack_weights();
+    plan_streaming();
     plan_arena();
     int64_t readers = 0;
     for (size_t i = 0; i < program_.ops.size(); ++i)
@@ -405,6 +406,33 @@ void Engine::pack_weights() {
     scratch_.assign(scratch + 16, 0.0f);
 }
 
+void Engine::plan_streaming() {
+    const ProgramSpec& p = program_;
+    streams_.assign(p.ops.size(), 0);
+    if (pool_.threads() != 1) return;
+    for (size_t i = 0; i + 1 < p.ops.size(); ++i) {
+        const OpSpec& g = p.ops[i];
+        const OpSpec& d = p.ops[i + 1];
+        if (static_cast<OpType>(g.type) != OpType::kGhost || g.inputs.size() != 1) continue;
+        if (static_cast<OpType>(d.type) != OpType::kDepthwise || d.inputs.size() != 1 || d.inputs[0] != g.output) continue;
+        const ValueSpec& v = p.values[g.output];
+        const BufferSpec& b = p.buffers[v.buffer];
+        if (v.c_offset != 0 || v.c != b.c) continue;
+        // The depthwise must be the buffer's only reader, the Ghost module its only writer.
+        bool alone = p.values[p.output_value].buffer != v.buffer && p.values[p.input_value].buffer != v.buffer;
+        for (size_t j = 0; j < p.ops.size() && alone; ++j) {
+            if (j != i && p.values[p.ops[j].output].buffer == v.buffer) alone = false;
+            for (int32_t in : p.ops[j].inputs)
+                if (j != i + 1 && p.values[in].buffer == v.buffer) alone = false;
+        }
+        if (!alone) continue;
+        streams_[i] = 1;
+        const size_t ring = static_cast<size_t>(ghost_ring_rows(g, d)) * b.w * b.c;
+        if (ring + 16 > scratch_.size()) scratch_.assign(ring + 16, 0.0f);
+        ++i;  // the depthwise cannot also stream into its successor
+    }
+}
+
 void Engine::plan_arena() {
     const ProgramSpec& p = program_;
     const size_t nb = p.buffers.size();
@@ -417,8 +445,10 @@ void Engine::plan_arena() {
     };
     touch(p.input_value, -1);
     for (size_t i = 0; i < p.ops.size(); ++i) {
-        for (int32_t v : p.ops[i].inputs) touch(v, static_cast<int64_t>(i));
-        touch(p.ops[i].output, static_cast<int64_t>(i));
+        const bool streamed_in = i > 0 && streams_[i - 1];  // its input lives in a ring, not the arena
+        if (!streamed_in)
+            for (int32_t v : p.ops[i].inputs) touch(v, static_cast<int64_t>(i));
+        if (!streams_[i]) touch(p.ops[i].output, static_cast<int64_t>(i));
     }
     touch(p.output_value, static_cast<int64_t>(p.ops.size()));
 

@@ -16,6 +16,15 @@ const char* op_type_name(OpType t);
 // the cheap depthwise to read. Otherwise the residual is a separate pass after the depthwise.
 bool ghost_fuses_residual(const OpSpec& op);
 
+// Output rows of the depthwise computed per step when a Ghost module streams into it, and the rows of the ring
+// that holds the Ghost module's output meanwhile (rows still read by both the cheap and the following
+// depthwise, plus one step's new rows; see run_ghost_into_depthwise).
+constexpr int32_t kStreamOutRows = 4;
+inline int32_t ghost_ring_rows(const OpSpec& ghost, const OpSpec& dw) {
+    const int32_t pad_cheap = ghost.params[2] / 2, k = dw.params[0], s = dw.params[1];
+    return kStreamOutRows * s + k + 2 * pad_cheap;
+}
+
 // 64-byte-aligned, zero-initialised float storage (packed weights, the arena).
 class AlignedFloats {
 public:
