@@ -41,9 +41,16 @@ std::vector<OpTiming> Engine::profile_ops(const float* input, int32_t n, int32_t
     std::vector<OpTiming> result;
     const double div = iters > 0 ? iters : 1;
     result.push_back({"(input NCHW->NHWC)", "layout", total[0] / div});
-    for (size_t i = 0; i < program_.ops.size(); ++i)
-        result.push_back({program_.ops[i].name, op_type_name(static_cast<OpType>(program_.ops[i].type)),
-                          total[i + 1] / div});
+    for (size_t i = 0; i < program_.ops.size(); ++i) {
+        const auto& ops = program_.ops;
+        if (i > 0 && streams_[i - 1]) {  // its time is in the Ghost module's row, which also carries its name
+            result.push_back({"(streamed into " + ops[i - 1].name + ")", "streamed", total[i + 1] / div});
+            continue;
+        }
+        std::string name = ops[i].name;
+        if (streams_[i]) name += " + " + ops[i + 1].name;
+        result.push_back({name, op_type_name(static_cast<OpType>(ops[i].type)), total[i + 1] / div});
+    }
     result.push_back({"(output copy)", "layout", total.back() / div});
     return result;
 }
