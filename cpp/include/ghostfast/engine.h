@@ -98,6 +98,10 @@ struct OpTiming {
     double mean_ns;
 };
 
+struct GhostShape;
+struct RowBuffer;
+class GhostRows;
+
 class Engine {
 public:
     // isa: "" for the best table this CPU supports, else "generic" / "avx2" / "avx512".
@@ -133,6 +137,9 @@ private:
     void run_locked(const float* input, int32_t n, float* output, std::vector<double>* op_ns);
     void execute(size_t op_index, int32_t n);
     void run_ghost_into_depthwise(size_t op_index, int32_t n);
+    void run_ghost_into_ghost(size_t op_index, int32_t n);
+    GhostShape ghost_shape(size_t op_index) const;
+    GhostRows ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in, size_t raw_offset);
     View view_of(int32_t value) const;
     template <class F>
     void parallel(int64_t tasks, F& fn);
@@ -149,9 +156,9 @@ private:
     // The op that reads the caller's NCHW input in place (a stem conv that is the input's only reader), or
     // -1: then the input is first converted into its NHWC arena value.
     int64_t planar_input_op_ = -1;
-    // streams_[i]: op i (a Ghost module) streams its rows through a ring buffer in scratch_ straight into op
-    // i + 1 (a depthwise, its only reader), which then does nothing of its own; their intermediate value gets
-    // no arena space. Single-thread engines only (executor.cpp, run_ghost_into_depthwise).
+    // streams_[i] (StreamKind): op i, a Ghost module, streams its rows through a ring buffer in scratch_ into
+    // op i + 1 (a depthwise or a Ghost module, its only reader), which then does nothing of its own; their
+    // intermediate value gets no arena space. Single-thread engines only (executor.cpp).
     std::vector<uint8_t> streams_;
     const float* run_input_ = nullptr;  // the caller's input during run_locked
     std::mutex mutex_;

@@ -379,11 +379,7 @@ void Engine::pack_weights() {
             case OpType::kGhost: {
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, op.params[0]));
                 if (op.params[1] > 0) prep->packed.push_back(pack_dw(tensor(op, 2), tensor(op, 3), op.params[1], op.params[2]));
-                if (ghost_fuses_residual(op)) {  // one image's primary output, before the residual (executor.cpp)
-                    const BufferSpec& b = p.buffers[static_cast<size_t>(p.values[op.output].buffer)];
-                    scratch = std::max(scratch, static_cast<size_t>(b.h) * b.w * op.params[0]);
-                }
-                break;
+                break;  // (its scratch: plan_streaming)
             }
             case OpType::kSqueezeExcite: {
                 const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
@@ -408,29 +404,48 @@ void Engine::pack_weights() {
 
 void Engine::plan_streaming() {
     const ProgramSpec& p = program_;
-    streams_.assign(p.ops.size(), 0);
-    if (pool_.threads() != 1) return;
-    for (size_t i = 0; i + 1 < p.ops.size(); ++i) {
-        const OpSpec& g = p.ops[i];
-        const OpSpec& d = p.ops[i + 1];
-        if (static_cast<OpType>(g.type) != OpType::kGhost || g.inputs.size() != 1) continue;
-        if (static_cast<OpType>(d.type) != OpType::kDepthwise || d.inputs.size() != 1 || d.inputs[0] != g.output) continue;
-        const ValueSpec& v = p.values[g.output];
-        const BufferSpec& b = p.buffers[v.buffer];
-        if (v.c_offset != 0 || v.c != b.c) continue;
-        // The depthwise must be the buffer's only reader, the Ghost module its only writer.
-        bool alone = p.values[p.output_value].buffer != v.buffer && p.values[p.input_value].buffer != v.buffer;
-        for (size_t j = 0; j < p.ops.size() && alone; ++j) {
-            if (j != i && p.values[p.ops[j].output].buffer == v.buffer) alone = false;
-            for (int32_t in : p.ops[j].inputs)
-                if (j != i + 1 && p.values[in].buffer == v.buffer) alone = false;
+    const bool one_thread = pool_.threads() == 1;
+    streams_.assign(p.ops.size(), kStreamNone);
+    size_t scratch = scratch_.size();
+    auto plane_of = [&](int32_t value) -> const BufferSpec& { return p.buffers[p.values[value].buffer]; };
+    // Whether op i + 1 is the only reader of op i's output buffer, through input 0, and op i its only writer.
+    auto sole_reader = [&](size_t i) {
+        const ValueSpec& v = p.values[p.ops[i].output];
+        if (p.ops[i + 1].inputs[0] != p.ops[i].output || v.c_offset != 0 || v.c != p.buffers[v.buffer].c) return false;
+        if (p.values[p.output_value].buffer == v.buffer || p.values[p.input_value].buffer == v.buffer) return false;
+        for (size_t j = 0; j < p.ops.size(); ++j) {
+            if (j != i && p.values[p.ops[j].output].buffer == v.buffer) return false;
+            for (size_t s = 0; s < p.ops[j].inputs.size(); ++s)
+                if (p.values[p.ops[j].inputs[s]].buffer == v.buffer && !(j == i + 1 && s == 0)) return false;
         }
-        if (!alone) continue;
-        streams_[i] = 1;
-        const size_t ring = static_cast<size_t>(ghost_ring_rows(g, d)) * b.w * b.c;
-        if (ring + 16 > scratch_.size()) scratch_.assign(ring + 16, 0.0f);
-        ++i;  // the depthwise cannot also stream into its successor
+        return true;
+    };
+    for (size_t i = 0; i < p.ops.size(); ++i) {
+        const OpSpec& g = p.ops[i];
+        if (static_cast<OpType>(g.type) != OpType::kGhost) continue;
+        const BufferSpec& b = plane_of(g.output);
+        const size_t raw_plane = ghost_fuses_residual(g) ? static_cast<size_t>(b.h) * b.w * g.params[0] : 0;
+        if (!one_thread) {  // threads: the fused residual keeps a whole image's primary output
+            scratch = std::max(scratch, raw_plane);
+            continue;
+        }
+        // One thread: a ring for the raw primary rows, after the ring of a Ghost module streaming into this one.
+        const size_t in_ring = i > 0 && streams_[i - 1] == kStreamGhost
+                                   ? static_cast<size_t>(ghost_ring_rows_into_ghost(p.ops[i - 1])) * b.w * plane_of(g.inputs[0]).c
+                                   : 0;
+        const size_t raw_ring = raw_plane ? static_cast<size_t>(ghost_raw_ring_rows(g)) * b.w * g.params[0] : 0;
+        scratch = std::max(scratch, in_ring + raw_ring);
+        if (g.inputs.size() != 1 || i + 1 == p.ops.size() || (i > 0 && streams_[i - 1]) || !sole_reader(i)) continue;
+        const OpSpec& next = p.ops[i + 1];
+        const OpType nt = static_cast<OpType>(next.type);
+        if (nt == OpType::kDepthwise && next.inputs.size() == 1) {
+            streams_[i] = kStreamDepthwise;
+            scratch = std::max(scratch, static_cast<size_t>(ghost_ring_rows(g, next)) * b.w * b.c);
+        } else if (nt == OpType::kGhost) {
+            streams_[i] = kStreamGhost;  // the consumer's rings are sized when the loop reaches it
+        }
     }
+    scratch_.assign(scratch + 16, 0.0f);
 }
 
 void Engine::plan_arena() {
@@ -445,9 +460,8 @@ void Engine::plan_arena() {
     };
     touch(p.input_value, -1);
     for (size_t i = 0; i < p.ops.size(); ++i) {
-        const bool streamed_in = i > 0 && streams_[i - 1];  // its input lives in a ring, not the arena
-        if (!streamed_in)
-            for (int32_t v : p.ops[i].inputs) touch(v, static_cast<int64_t>(i));
+        const bool streamed_in = i > 0 && streams_[i - 1];  // its input 0 lives in a ring, not the arena
+        for (size_t s = streamed_in ? 1 : 0; s < p.ops[i].inputs.size(); ++s) touch(p.ops[i].inputs[s], static_cast<int64_t>(i));
         if (!streams_[i]) touch(p.ops[i].output, static_cast<int64_t>(i));
     }
     touch(p.output_value, static_cast<int64_t>(p.ops.size()));

@@ -16,14 +16,25 @@ const char* op_type_name(OpType t);
 // the cheap depthwise to read. Otherwise the residual is a separate pass after the depthwise.
 bool ghost_fuses_residual(const OpSpec& op);
 
-// Output rows of the depthwise computed per step when a Ghost module streams into it, and the rows of the ring
-// that holds the Ghost module's output meanwhile (rows still read by both the cheap and the following
-// depthwise, plus one step's new rows; see run_ghost_into_depthwise).
+// How op i hands its output to op i + 1 on one thread (Engine::streams_): through the arena, or row by row
+// through a ring of a few rows in scratch, into a depthwise or a Ghost module that is its only reader.
+enum StreamKind : uint8_t { kStreamNone = 0, kStreamDepthwise = 1, kStreamGhost = 2 };
+
+// Primary rows a single-thread Ghost module computes per step.
+constexpr int32_t kGhostBandRows = 4;
+// Output rows of the depthwise computed per step when a Ghost module streams into it.
 constexpr int32_t kStreamOutRows = 4;
+
+// Ring rows that hold everything still read at any step (see GhostRows::advance and executor.cpp):
+// a Ghost module's output streamed into a depthwise (rows the cheap and the following depthwise read, plus one
+// step's new rows), into a Ghost module (rows its own cheap depthwise and the consumer's 1x1 still read), and a
+// Ghost module's raw primary rows when its residual is fused (rows its cheap depthwise still reads).
 inline int32_t ghost_ring_rows(const OpSpec& ghost, const OpSpec& dw) {
     const int32_t pad_cheap = ghost.params[2] / 2, k = dw.params[0], s = dw.params[1];
     return kStreamOutRows * s + k + 2 * pad_cheap;
 }
+inline int32_t ghost_ring_rows_into_ghost(const OpSpec& ghost) { return kGhostBandRows + 2 * (ghost.params[2] / 2); }
+inline int32_t ghost_raw_ring_rows(const OpSpec& ghost) { return kGhostBandRows + 2 * (ghost.params[2] / 2); }
 
 // 64-byte-aligned, zero-initialised float storage (packed weights, the arena).
 class AlignedFloats {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/engine_internal.h"
+#include "engine/ghost_rows.h"
 
 namespace ghostfast {
 
@@ -17,9 +18,6 @@ constexpr int64_t kTasksPerThread = 4;
 // Column splits of single-row GEMMs (linear layers, SE) come in blocks of this many weight panels: the kernel
 // streams four panels at once for one row (kernels_impl.h, pw_gemv_panels), narrower pieces stream one.
 constexpr int64_t kColumnBlockPanels = 4;
-
-// Rows of the primary 1x1 output kept ahead of the cheap depthwise in the single-thread Ghost band loop.
-constexpr int32_t kGhostBandRows = 4;
 
 }  // namespace
 
@@ -94,12 +92,35 @@ void Engine::run_locked(const float* input, int32_t n, float* output, std::vecto
     lap(prepared_.size() + 1);
 }
 
+GhostShape Engine::ghost_shape(size_t op_index) const {
+    const OpSpec& spec = program_.ops[op_index];
+    const Prepared& op = *prepared_[op_index];
+    GhostShape s;
+    s.h = op.out.h, s.w = op.out.w, s.in_c = op.in[0].c;
+    s.init = spec.params[0], s.cheap = spec.params[1], s.kernel = spec.params[2];
+    s.primary_act = static_cast<Act>(spec.params[3]), s.cheap_act = static_cast<Act>(spec.params[4]);
+    s.primary_packed = op.packed[0].data();
+    if (s.cheap > 0) s.cheap_packed = op.packed[1].data();
+    return s;
+}
+
+// One image of a single-thread Ghost module whose output is a plane: its raw-primary ring (fused residual)
+// starts at scratch_ + raw_offset.
+GhostRows Engine::ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in, size_t raw_offset) {
+    const OpSpec& spec = program_.ops[op_index];
+    const Prepared& op = *prepared_[op_index];
+    const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
+    RowBuffer raw;
+    if (ghost_fuses_residual(spec)) raw = {scratch_.data() + raw_offset, spec.params[0], ghost_raw_ring_rows(spec)};
+    return GhostRows(*kernels_, ghost_shape(op_index), in, {op.out.image(img), op.out.stride, 0},
+                     res ? res->image(img) : nullptr, res ? res->stride : 0, raw);
+}
+
 // A Ghost module (op i) and the depthwise that is its only reader (op i + 1), one thread: the Ghost module's
 // output rows go through a ring of a few rows in scratch_ (ghost_ring_rows) instead of a full-size plane. Per
-// step: the depthwise's next kStreamOutRows output rows; the Ghost rows they read; the primary rows those need
-// (pad_cheap further down). For GhostNet 1.0x's first stride-2 block this replaces a 2.4 MB plane, written
-// and read back through memory, with a 280 KB ring that stays in L2 (4 output rows per step measured 1-2%
-// faster than 2 and than 8 in paired rounds).
+// step: the depthwise's next kStreamOutRows output rows, after the Ghost rows they read. For GhostNet 1.0x's
+// first stride-2 block this replaces a 2.4 MB plane, written and read back through memory, with a 280 KB ring
+// that stays in L2 (4 output rows per step measured 1-2% faster than 2 and than 8 in paired rounds).
 // Ring safety: a step writes primary rows up to `prim`; the oldest row still read is min(rows the cheap
 // depthwise reads, rows the depthwise reads) >= prim - ghost_ring_rows, so no live row is overwritten.
 void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
@@ -107,57 +128,54 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
     const OpSpec& ds = program_.ops[op_index + 1];
     const Prepared& g = *prepared_[op_index];
     const Prepared& d = *prepared_[op_index + 1];
-    const KernelTable& k = *kernels_;
     const View& x = g.in[0];
     const View& z = d.out;
-    const int32_t h = g.out.h, w = g.out.w, c = g.out.c;  // the Ghost module's output, held in the ring only
-    const int32_t init = gs.params[0], cheap = gs.params[1], pad_cheap = gs.params[2] / 2;
+    const int32_t h = g.out.h, c = g.out.c;  // the Ghost module's output, held in the ring only
+    const int32_t pad_cheap = gs.params[2] / 2;
     const int32_t dk = ds.params[0], ds_stride = ds.params[1], dpad = ds.params[2];
-    const int32_t ring = ghost_ring_rows(gs, ds);
-    float* const rows = scratch_.data();
-    const int64_t row_floats = int64_t{w} * c;
-
-    PointwiseArgs pa;
-    pa.a_stride = x.stride, pa.c_stride = c, pa.k = x.c, pa.n = init;
-    pa.act = static_cast<Act>(gs.params[3]);
-    pa.packed = g.packed[0].data();
-    DepthwiseArgs cheap_dw;  // primary channels of ring rows -> cheap channels of the same rows
-    cheap_dw.in = rows, cheap_dw.out = rows + init, cheap_dw.in_ring = cheap_dw.out_ring = ring;
-    cheap_dw.in_h = cheap_dw.out_h = h, cheap_dw.in_w = cheap_dw.out_w = w, cheap_dw.in_stride = cheap_dw.out_stride = c;
-    cheap_dw.channels = cheap, cheap_dw.kernel = gs.params[2], cheap_dw.stride = 1, cheap_dw.pad = pad_cheap;
-    cheap_dw.act = static_cast<Act>(gs.params[4]);
-    if (cheap > 0) cheap_dw.packed = g.packed[1].data();
+    const RowBuffer ring{scratch_.data(), c, ghost_ring_rows(gs, ds)};
     DepthwiseArgs next;  // ring rows -> the depthwise's output plane
-    next.in = rows, next.in_ring = ring, next.in_h = h, next.in_w = w, next.in_stride = c;
+    next.in = ring.data, next.in_ring = ring.ring, next.in_h = h, next.in_w = g.out.w, next.in_stride = c;
     next.out_h = z.h, next.out_w = z.w, next.out_stride = z.stride, next.channels = c;
     next.kernel = dk, next.stride = ds_stride, next.pad = dpad, next.act = static_cast<Act>(ds.params[3]);
     next.packed = d.packed[0].data();
-
     for (int32_t img = 0; img < n; ++img) {
+        GhostRows rows(*kernels_, ghost_shape(op_index), {x.image(img), x.stride, 0}, ring, nullptr, 0, {});
         next.out = z.image(img);
-        int32_t prim_done = 0, ghost_done = 0;
         for (int32_t yo = 0; yo < z.h; yo += kStreamOutRows) {
             const int32_t yo_end = std::min(z.h, yo + kStreamOutRows);
             const int32_t need = std::min(h, (yo_end - 1) * ds_stride - dpad + dk);  // Ghost rows [0, need)
-            const int32_t prim = need == h ? h : std::min(h, need + pad_cheap);
-            for (int32_t r = prim_done; r < prim;) {  // primary rows, in runs that do not wrap the ring
-                const int32_t slot = r % ring, run = std::min(prim - r, ring - slot);
-                PointwiseArgs ra = pa;
-                ra.a = x.image(img) + int64_t{r} * w * x.stride;
-                ra.c = rows + slot * row_floats;
-                k.pointwise(ra, 0, int64_t{run} * w, 0, init);
-                r += run;
-            }
-            prim_done = std::max(prim_done, prim);
-            if (cheap > 0 && ghost_done < need) k.depthwise(cheap_dw, ghost_done, need);
-            ghost_done = std::max(ghost_done, need);
-            k.depthwise(next, yo, yo_end);
+            rows.advance(need == h ? h : need + pad_cheap);
+            kernels_->depthwise(next, yo, yo_end);
+        }
+    }
+}
+
+// A Ghost module (op i) and the Ghost module that is its only reader (op i + 1, e.g. the two halves of a
+// stride-1 GhostNet bottleneck), one thread: op i's rows go through a ring (ghost_ring_rows_into_ghost) that
+// op i + 1's 1x1 reads kGhostBandRows rows at a time. Ring safety: a step writes op i's primary rows up to
+// target + pad; the oldest row still read (op i's cheap depthwise, op i + 1's next 1x1 rows) is
+// >= target_before - pad, one band + 2 pad rows back.
+void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
+    const Prepared& a = *prepared_[op_index];
+    const int32_t h = a.out.h, pad_a = program_.ops[op_index].params[2] / 2;
+    const RowBuffer ring{scratch_.data(), a.out.c, ghost_ring_rows_into_ghost(program_.ops[op_index])};
+    const size_t raw_offset = static_cast<size_t>(ring.ring) * a.out.w * a.out.c;
+    for (int32_t img = 0; img < n; ++img) {
+        GhostRows producer(*kernels_, ghost_shape(op_index), {a.in[0].image(img), a.in[0].stride, 0}, ring, nullptr,
+                           0, {});
+        GhostRows consumer = ghost_rows_to_plane(op_index + 1, img, ring, raw_offset);
+        while (consumer.done() < h) {
+            const int32_t target = std::min(h, consumer.primary_done() + kGhostBandRows);
+            producer.advance(target == h ? h : target + pad_a);
+            consumer.advance(target);
         }
     }
 }
 
 void Engine::execute(size_t op_index, int32_t n) {
-    if (streams_[op_index]) return run_ghost_into_depthwise(op_index, n);
+    if (streams_[op_index] == kStreamDepthwise) return run_ghost_into_depthwise(op_index, n);
+    if (streams_[op_index] == kStreamGhost) return run_ghost_into_ghost(op_index, n);
     if (op_index > 0 && streams_[op_index - 1]) return;  // computed with the Ghost module before it
     const OpSpec& spec = program_.ops[op_index];
     Prepared& op = *prepared_[op_index];
@@ -287,25 +305,10 @@ void Engine::execute(size_t op_index, int32_t n) {
                 k.add(base, y.stride, res->image(img) + c0, res->stride, base, y.stride, c1 - c0, Act::kNone, p0, p1);
             };
             if (threads == 1) {
-                // Band loop: the depthwise consumes primary rows while they are still in cache.
+                // Bands of rows: the depthwise consumes primary rows while they are still in cache.
                 for (int32_t img = 0; img < n; ++img) {
-                    PointwiseArgs ia;
-                    DepthwiseArgs id;
-                    image_args(img, ia, id);
-                    int32_t done_pw = 0, done_dw = 0, done_res = 0;
-                    while (done_dw < y.h) {
-                        const int32_t pw_end = std::min(y.h, done_pw + kGhostBandRows);
-                        k.pointwise(ia, int64_t{done_pw} * y.w, int64_t{pw_end} * y.w, 0, init);
-                        done_pw = pw_end;
-                        const int32_t dw_end = pw_end == y.h ? y.h : std::max(done_dw, pw_end - pad);
-                        if (cheap > 0) k.depthwise(id, done_dw, dw_end);
-                        add_residual(img, done_dw, dw_end, init, init + cheap);
-                        // Primary rows below dw_end - pad are no longer read by the depthwise.
-                        const int32_t res_end = dw_end == y.h ? y.h : std::max(done_res, dw_end - pad);
-                        add_residual(img, done_res, res_end, 0, init);
-                        done_res = res_end;
-                        done_dw = dw_end;
-                    }
+                    GhostRows rows = ghost_rows_to_plane(op_index, img, {x.image(img), x.stride, 0}, 0);
+                    while (rows.done() < y.h) rows.advance(rows.primary_done() + kGhostBandRows);
                 }
                 break;
             }
