@@ -236,6 +236,21 @@ __attribute__((noinline)) static void act_rows(float* p, int64_t stride, int32_t
     }
 }
 
+// MR rows of NT vectors to dst (row stride `stride`), the last vector through `tail` unless `full`.
+template <int MR, int NT>
+static GF_INLINE void pw_store_tile(const vf (&acc)[MR * NT], float* dst, int64_t stride, bool full, vmask tail,
+                                    int32_t last) {
+    GF_UNROLL for (int r = 0; r < MR; ++r) {
+        float* row = dst + r * stride;
+        GF_UNROLL for (int v = 0; v < NT; ++v) {
+            if (v == NT - 1 && !full)
+                v_store_n(row + v * kW, acc[r * NT + v], tail, last);
+            else
+                v_store(row + v * kW, acc[r * NT + v]);
+        }
+    }
+}
+
 // One MR x (NV * kW) tile over the full k: accumulators start at the bias (the panel's first row), the epilogue
 // adds the residual, applies the activation and stores once. `cols` (1 .. NV * kW) columns exist; when the last
 // vector is partial it is stored (and the residual read) through `tail`.
@@ -273,17 +288,7 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
     }
     const bool full = cols == NT * kW;
     const int32_t last = cols - (NT - 1) * kW;  // lanes of the last vector
-    if (raw) {
-        GF_UNROLL for (int r = 0; r < MR; ++r) {
-            float* rr = raw + r * raw_stride;
-            GF_UNROLL for (int v = 0; v < NT; ++v) {
-                if (v == NT - 1 && !full)
-                    v_store_n(rr + v * kW, acc[r * NT + v], tail, last);
-                else
-                    v_store(rr + v * kW, acc[r * NT + v]);
-            }
-        }
-    }
+    if (raw) pw_store_tile<MR, NT>(acc, raw, raw_stride, full, tail, last);
     if (res) {
         GF_UNROLL for (int r = 0; r < MR; ++r) {
             const float* rr = res + r * r_stride;
@@ -294,15 +299,7 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
         }
     }
     epi_apply(acc, epi);
-    GF_UNROLL for (int r = 0; r < MR; ++r) {
-        float* cr = c + r * c_stride;
-        GF_UNROLL for (int v = 0; v < NT; ++v) {
-            if (v == NT - 1 && !full)
-                v_store_n(cr + v * kW, acc[r * NT + v], tail, last);
-            else
-                v_store(cr + v * kW, acc[r * NT + v]);
-        }
-    }
+    pw_store_tile<MR, NT>(acc, c, c_stride, full, tail, last);
     if (epi.post_pass) act_rows(c, c_stride, MR, cols, epi.act);
 }
 
