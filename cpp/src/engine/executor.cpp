@@ -272,8 +272,16 @@ void Engine::execute(size_t op_index, int32_t n) {
             const int32_t init = spec.params[0], cheap = spec.params[1], kernel = spec.params[2];
             const int32_t pad = kernel / 2;
             const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
-            // fused: the GEMM adds the residual to the primary half and keeps its output before the residual in
-            // scratch (one image), which the depthwise reads, adding the residual to the cheap half itself.
+            if (threads == 1) {
+                // Bands of rows: the depthwise consumes primary rows while they are still in cache.
+                for (int32_t img = 0; img < n; ++img) {
+                    GhostRows rows = ghost_rows_to_plane(op_index, img, {x.image(img), x.stride, 0}, 0);
+                    while (rows.done() < y.h) rows.advance(rows.primary_done() + kGhostBandRows);
+                }
+                break;
+            }
+            // Threads. fused: the GEMM adds the residual to the primary half and keeps its output before the
+            // residual in scratch (one image), which the depthwise reads, adding the residual to the cheap half.
             // Otherwise the residual is a pass after the depthwise has read the primary rows it needs.
             const bool fused = ghost_fuses_residual(spec);
             PointwiseArgs pa;
@@ -304,15 +312,7 @@ void Engine::execute(size_t op_index, int32_t n) {
                 float* base = y.image(img) + c0;
                 k.add(base, y.stride, res->image(img) + c0, res->stride, base, y.stride, c1 - c0, Act::kNone, p0, p1);
             };
-            if (threads == 1) {
-                // Bands of rows: the depthwise consumes primary rows while they are still in cache.
-                for (int32_t img = 0; img < n; ++img) {
-                    GhostRows rows = ghost_rows_to_plane(op_index, img, {x.image(img), x.stride, 0}, 0);
-                    while (rows.done() < y.h) rows.advance(rows.primary_done() + kGhostBandRows);
-                }
-                break;
-            }
-            // Threads: primary for all rows, then depthwise, then (unfused) the residual, each split by rows.
+            // Primary for all rows, then depthwise, then (unfused) the residual, each split by rows.
             // (Running the band loop per range of weight panels instead, with no barriers in between, measured
             // 0-7% slower at 2 threads on GhostNet 0.5x-1.3x in paired rounds: more, smaller GEMM calls with
             // remainder tiles.) Fused, scratch holds one image, so the images go one after another.
