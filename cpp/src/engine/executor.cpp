@@ -436,13 +436,21 @@ void Engine::execute(size_t op_index, int32_t n) {
         }
         case OpType::kChannelShuffle: {
             const int32_t groups = spec.params[0], per = x.c / groups;
+            // Output channel j * groups + i is input channel i * per + j. The output is written in order; for
+            // ShuffleNetV2's two groups the loop is an interleave of two runs, which the compiler vectorizes
+            // (unpcklps / unpckhps): the element-by-element loop took 7% of ShuffleNetV2 1.5x at one thread.
             auto task = [&](int64_t t) {
                 const int64_t p1 = std::min(pixels, (t + 1) * pixel_chunk);
                 for (int64_t p = t * pixel_chunk; p < p1; ++p) {
-                    const float* s = x.data + p * x.stride;
-                    float* d = y.data + p * y.stride;
-                    for (int32_t i = 0; i < groups; ++i)
-                        for (int32_t j = 0; j < per; ++j) d[j * groups + i] = s[i * per + j];
+                    const float* __restrict s = x.data + p * x.stride;
+                    float* __restrict d = y.data + p * y.stride;
+                    if (groups == 2) {
+                        const float* __restrict s1 = s + per;
+                        for (int32_t j = 0; j < per; ++j) d[2 * j] = s[j], d[2 * j + 1] = s1[j];
+                        continue;
+                    }
+                    for (int32_t j = 0; j < per; ++j)
+                        for (int32_t i = 0; i < groups; ++i) d[j * groups + i] = s[i * per + j];
                 }
             };
             parallel(pixel_tasks, task);
