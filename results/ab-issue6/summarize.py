@@ -3,10 +3,10 @@
     python results/ab-issue6/summarize.py
 
 Engine versions: `old` = d33afa9 (old-engine-run*), `new1` = the first session's commits (new-engine-run1..5),
-`new2` = the second session's (new-engine-run6..8).
+`new2` = the second session's (new-engine-run6..10).
 
 1-thread figures use every run. 2-thread figures use only the runs whose harness waited for ONNX Runtime's
-spinning workers to go idle before each native round (old-engine-run4, new-engine-run5..8): in the other runs
+spinning workers to go idle before each native round (old-engine-run4, new-engine-run5..10): in the other runs
 ORT's worker, which spins ~60 ms after every run, shared a core with the native engine's threads (run1 of the
 old engine had no wait; the others had a wait whose 2 ms window read idle while ORT spun).
 """
@@ -15,7 +15,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-IDLE_WAIT_FIXED = {"old-engine-run4", "new-engine-run5", "new-engine-run6", "new-engine-run7", "new-engine-run8"}
+IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 11)}
 VERSIONS = ("old", "new1", "new2")
 
 
