@@ -88,6 +88,14 @@ def test_single_thread_streams_ghost_rows_through_a_ring():
     one, two = ghostfast.compile("ghostnet_100", threads=1), ghostfast.compile("ghostnet_100", threads=2)
     pair = 112 * 112 * (48 + 16) * 4
     assert one.arena_bytes < pair <= two.arena_bytes
+    # The profile shows a streamed pair as one row named after both ops; the depthwise's own row says where it
+    # went and is no op type of its own in the per-type totals.
+    prof = one.profile(iters=1)
+    rows = {r["op"]: r for r in prof["ops"]}
+    assert any(n.startswith("blocks.1.0.ghost1 + blocks.1.0.conv_dw") and r["type"] == "ghost" for n, r in rows.items())
+    assert rows["(streamed into blocks.1.0.ghost1)"]["type"] == "streamed"
+    assert "streamed" not in prof["by_type"]
+    assert all(r["type"] != "streamed" for r in two.profile(iters=1)["ops"])
 
 
 def test_every_isa_table_matches(monkeypatch):

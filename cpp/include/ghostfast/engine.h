@@ -152,7 +152,7 @@ private:
     float* arena_ = nullptr;
     size_t arena_floats_ = 0;
     size_t packed_floats_ = 0;
-    std::vector<float> scratch_;  // SE pooled / hidden / gate vectors; a Ghost op's primary output (executor.cpp)
+    std::vector<float> scratch_;  // SE vectors; a Ghost op's rings or pre-residual primary output (plan_streaming)
     // The op that reads the caller's NCHW input in place (a stem conv that is the input's only reader), or
     // -1: then the input is first converted into its NHWC arena value.
     int64_t planar_input_op_ = -1;

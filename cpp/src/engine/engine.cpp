@@ -376,11 +376,10 @@ void Engine::pack_weights() {
             case OpType::kDepthwise:
                 prep->packed.push_back(pack_dw(tensor(op, 0), tensor(op, 1), in_c, op.params[0]));
                 break;
-            case OpType::kGhost: {
+            case OpType::kGhost:  // (its scratch: plan_streaming)
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, op.params[0]));
                 if (op.params[1] > 0) prep->packed.push_back(pack_dw(tensor(op, 2), tensor(op, 3), op.params[1], op.params[2]));
-                break;  // (its scratch: plan_streaming)
-            }
+                break;
             case OpType::kSqueezeExcite: {
                 const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, rd));
@@ -431,9 +430,9 @@ void Engine::plan_streaming() {
         }
         // One thread: a ring for the raw primary rows, after the ring of a Ghost module streaming into this one.
         const size_t in_ring = i > 0 && streams_[i - 1] == kStreamGhost
-                                   ? static_cast<size_t>(ghost_ring_rows_into_ghost(p.ops[i - 1])) * b.w * plane_of(g.inputs[0]).c
+                                   ? static_cast<size_t>(ghost_band_ring_rows(p.ops[i - 1])) * b.w * plane_of(g.inputs[0]).c
                                    : 0;
-        const size_t raw_ring = raw_plane ? static_cast<size_t>(ghost_raw_ring_rows(g)) * b.w * g.params[0] : 0;
+        const size_t raw_ring = raw_plane ? static_cast<size_t>(ghost_band_ring_rows(g)) * b.w * g.params[0] : 0;
         scratch = std::max(scratch, in_ring + raw_ring);
         if (g.inputs.size() != 1 || i + 1 == p.ops.size() || (i > 0 && streams_[i - 1]) || !sole_reader(i)) continue;
         const OpSpec& next = p.ops[i + 1];

@@ -25,16 +25,15 @@ constexpr int32_t kGhostBandRows = 4;
 // Output rows of the depthwise computed per step when a Ghost module streams into it.
 constexpr int32_t kStreamOutRows = 4;
 
-// Ring rows that hold everything still read at any step (see GhostRows::advance and executor.cpp):
-// a Ghost module's output streamed into a depthwise (rows the cheap and the following depthwise read, plus one
-// step's new rows), into a Ghost module (rows its own cheap depthwise and the consumer's 1x1 still read), and a
-// Ghost module's raw primary rows when its residual is fused (rows its cheap depthwise still reads).
+// Ring rows that hold everything still read at any step (see GhostRows::advance and executor.cpp). A Ghost
+// module's output streamed into a depthwise: rows the cheap and the following depthwise read, plus one step's
+// new rows. Rows advanced one band at a time (a Ghost module's output streamed into a Ghost module, or its raw
+// primary rows when its residual is fused): the band plus the rows its cheap depthwise reads either side.
 inline int32_t ghost_ring_rows(const OpSpec& ghost, const OpSpec& dw) {
     const int32_t pad_cheap = ghost.params[2] / 2, k = dw.params[0], s = dw.params[1];
     return kStreamOutRows * s + k + 2 * pad_cheap;
 }
-inline int32_t ghost_ring_rows_into_ghost(const OpSpec& ghost) { return kGhostBandRows + 2 * (ghost.params[2] / 2); }
-inline int32_t ghost_raw_ring_rows(const OpSpec& ghost) { return kGhostBandRows + 2 * (ghost.params[2] / 2); }
+inline int32_t ghost_band_ring_rows(const OpSpec& ghost) { return kGhostBandRows + 2 * (ghost.params[2] / 2); }
 
 // 64-byte-aligned, zero-initialised float storage (packed weights, the arena).
 class AlignedFloats {
