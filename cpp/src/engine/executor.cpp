@@ -356,8 +356,10 @@ void Engine::execute(size_t op_index, int32_t n) {
             float* hidden = pooled + c;
             float* gate = hidden + rd;
             const int32_t nr = k.pointwise_nr;
-            // Channel ranges in whole weight panels: the pool, fc2 and the scaling of one range need nothing
-            // from the others, so fc2 and the scaling share a task (one barrier fewer).
+            // The pool and the two fully-connected layers split the channels in whole weight panels; the scaling
+            // splits the pixels. (Split by channels, two threads wrote the same cache lines wherever a pixel's
+            // channels straddle a line at the split: blocks.4.0.se of GhostNet 1.0x took 4x longer at 2 threads
+            // than at 1.)
             const int64_t block = kColumnBlockPanels * nr;
             auto ranges = [&](int32_t width) {
                 return threads == 1 ? 1 : std::min<int64_t>(threads * 2, ceil_div(width, block));
@@ -368,6 +370,9 @@ void Engine::execute(size_t op_index, int32_t n) {
                 c1 = static_cast<int32_t>(std::min<int64_t>(width, (t + 1) * per));
             };
             const int64_t c_tasks = ranges(c), rd_tasks = ranges(rd);
+            const int64_t px = y.pixels();
+            const int64_t px_chunk = threads == 1 ? px : std::max<int64_t>(16, ceil_div(px, threads * kTasksPerThread));
+            const int64_t px_tasks = ceil_div(px, px_chunk);
             // The two fully-connected layers: one row (the image's pooled / hidden vector) each.
             auto fc = [&](const float* in, int32_t k_in, float* out, int32_t n_out, size_t slot) {
                 PointwiseArgs f;
@@ -385,23 +390,24 @@ void Engine::execute(size_t op_index, int32_t n) {
                     if (c1 > c0) k.global_avg_pool(src + c0, x.pixels(), x.stride, c1 - c0, pooled + c0);
                 };
                 parallel(c_tasks, pool_task);
-                auto fc1_task = [&](int64_t t) {
-                    int32_t n0, n1;
-                    range(rd, rd_tasks, t, n0, n1);
-                    k.pointwise(f1, 0, 1, n0, n1);
+                auto fc_task = [&](const PointwiseArgs& f, int32_t width, int64_t tasks) {
+                    auto task = [&](int64_t t) {
+                        int32_t n0, n1;
+                        range(width, tasks, t, n0, n1);
+                        if (n1 > n0) k.pointwise(f, 0, 1, n0, n1);
+                    };
+                    parallel(tasks, task);
                 };
-                parallel(rd_tasks, fc1_task);
-                auto gate_task = [&](int64_t t) {
-                    int32_t c0, c1;
-                    range(c, c_tasks, t, c0, c1);
-                    if (c1 <= c0) return;
-                    k.pointwise(f2, 0, 1, c0, c1);
+                fc_task(f1, rd, rd_tasks);
+                fc_task(f2, c, c_tasks);
+                auto scale_task = [&](int64_t t) {
+                    const int64_t p0 = t * px_chunk, p1 = std::min(px, p0 + px_chunk);
                     if (dst != src)
-                        for (int64_t p = 0; p < y.pixels(); ++p)
-                            std::memcpy(dst + p * y.stride + c0, src + p * x.stride + c0, sizeof(float) * (c1 - c0));
-                    k.scale_channels(dst + c0, y.stride, gate + c0, c1 - c0, 0, y.pixels());
+                        for (int64_t p = p0; p < p1; ++p)
+                            std::memcpy(dst + p * y.stride, src + p * x.stride, sizeof(float) * c);
+                    k.scale_channels(dst, y.stride, gate, c, p0, p1);
                 };
-                parallel(c_tasks, gate_task);
+                parallel(px_tasks, scale_task);
             }
             break;
         }
