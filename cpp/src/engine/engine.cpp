@@ -470,7 +470,9 @@ void Engine::plan_arena() {
     std::vector<size_t> order;
     for (size_t b = 0; b < nb; ++b) {
         if (first[b] == kNever) continue;
-        const size_t floats = static_cast<size_t>(p.max_batch) * p.buffers[b].c * p.buffers[b].h * p.buffers[b].w;
+        const BufferSpec& buf = p.buffers[b];
+        const int64_t pixels = int64_t{buf.h} * buf.w;
+        const size_t floats = static_cast<size_t>(p.max_batch) * pixels * plane_pixel_stride(buf.c, pixels);
         size[b] = (floats + 15) / 16 * 16;
         order.push_back(b);
     }
@@ -512,8 +514,8 @@ View Engine::view_of(int32_t value) const {
     view.c = v.c;
     view.h = b.h;
     view.w = b.w;
-    view.stride = b.c;
-    view.image_stride = static_cast<int64_t>(b.h) * b.w * b.c;
+    view.stride = plane_pixel_stride(b.c, int64_t{b.h} * b.w);
+    view.image_stride = int64_t{b.h} * b.w * view.stride;
     return view;
 }
 
