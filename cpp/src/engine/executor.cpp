@@ -235,7 +235,9 @@ void Engine::execute(size_t op_index, int32_t n) {
             int64_t col_tasks = 1;
             if (threads > 1 && pixels < 64 * threads) col_tasks = std::min<int64_t>(panels, threads * kTasksPerThread);
             int64_t panels_per_task = ceil_div(panels, col_tasks);
-            if (pixels == 1) panels_per_task = ceil_div(panels_per_task, kColumnBlockPanels) * kColumnBlockPanels;
+            // A single row: one block of panels per task, so that the threads' shares even out (7 tasks of 3
+            // blocks each left one thread a quarter more of conv_head's weights to stream than the other).
+            if (pixels == 1) panels_per_task = threads > 1 ? kColumnBlockPanels : panels;
             col_tasks = ceil_div(panels, panels_per_task);
             const int64_t row_chunk = threads == 1 ? pixels : std::max<int64_t>(16, ceil_div(pixels, threads * kTasksPerThread / col_tasks + 1));
             const int64_t row_tasks = ceil_div(pixels, row_chunk);
@@ -360,10 +362,11 @@ void Engine::execute(size_t op_index, int32_t n) {
             // splits the pixels. (Split by channels, two threads wrote the same cache lines wherever a pixel's
             // channels straddle a line at the split: blocks.4.0.se of GhostNet 1.0x took 4x longer at 2 threads
             // than at 1.)
+            // A small SE (fully-connected weights under 64 KiB, the 28x28 ones of GhostNet and MobileNetV3)
+            // runs on the calling thread alone: its four barriers cost more than the work they would share.
             const int64_t block = kColumnBlockPanels * nr;
-            auto ranges = [&](int32_t width) {
-                return threads == 1 ? 1 : std::min<int64_t>(threads * 2, ceil_div(width, block));
-            };
+            const bool serial = threads == 1 || int64_t{c} * rd * 2 < 16 * 1024;
+            auto ranges = [&](int32_t width) { return serial ? int64_t{1} : ceil_div(width, block); };
             auto range = [&](int32_t width, int64_t tasks, int64_t t, int32_t& c0, int32_t& c1) {
                 const int64_t per = ceil_div(ceil_div(width, block), tasks) * block;
                 c0 = static_cast<int32_t>(std::min<int64_t>(width, t * per));
@@ -371,7 +374,7 @@ void Engine::execute(size_t op_index, int32_t n) {
             };
             const int64_t c_tasks = ranges(c), rd_tasks = ranges(rd);
             const int64_t px = y.pixels();
-            const int64_t px_chunk = threads == 1 ? px : std::max<int64_t>(16, ceil_div(px, threads * kTasksPerThread));
+            const int64_t px_chunk = serial ? px : std::max<int64_t>(16, ceil_div(px, threads * kTasksPerThread));
             const int64_t px_tasks = ceil_div(px, px_chunk);
             // The two fully-connected layers: one row (the image's pooled / hidden vector) each.
             auto fc = [&](const float* in, int32_t k_in, float* out, int32_t n_out, size_t slot) {
