@@ -13,7 +13,7 @@ namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Tasks per thread: enough to even out uneven tasks, few enough that per-task overhead stays small.
-constexpr int64_t kTasksPerThread = 4;
+constexpr int64_t kTasksPerThread = 8;
 
 // Column splits of single-row GEMMs (linear layers, SE) come in blocks of this many weight panels: the kernel
 // streams four panels at once for one row (kernels_impl.h, pw_gemv_panels), narrower pieces stream one.
@@ -239,7 +239,10 @@ void Engine::execute(size_t op_index, int32_t n) {
             // blocks each left one thread a quarter more of conv_head's weights to stream than the other).
             if (pixels == 1) panels_per_task = threads > 1 ? kColumnBlockPanels : panels;
             col_tasks = ceil_div(panels, panels_per_task);
-            const int64_t row_chunk = threads == 1 ? pixels : std::max<int64_t>(16, ceil_div(pixels, threads * kTasksPerThread / col_tasks + 1));
+            // Groups (ShuffleNetV1's 1x1s) and column splits already make tasks: rows split only as far as the
+            // task count needs (at 8 groups, 17 row tasks each made 136 tasks of a few microseconds).
+            const int64_t row_want = std::max<int64_t>(1, threads * kTasksPerThread / (col_tasks * groups));
+            const int64_t row_chunk = threads == 1 ? pixels : std::max<int64_t>(16, ceil_div(pixels, row_want));
             const int64_t row_tasks = ceil_div(pixels, row_chunk);
             auto task = [&](int64_t t) {
                 const int64_t g = t / (row_tasks * col_tasks);
