@@ -747,25 +747,30 @@ struct ConvCtx {
 // XB output pixels (consecutive columns from x) x NV vectors of output channels. KS, IC > 0: kernel size and
 // input channels known at compile time (the stems: 3 x 3 x 3), every kernel column inside the input, all taps
 // unrolled; otherwise run-time loops over kernel columns [j_lo, j_hi) (clipped for border pixels).
-template <int XB, int NV, int KS, int IC>
+// NB = 1: the tile also takes the first vector of the next panel (`panel2`): 24 or 20 output channels (the
+// ShuffleNet and GhostNet 1.3x stems) in one pass of NV + 1 vectors, instead of a second pass one vector wide
+// whose few accumulators cannot cover the FMA latency and which broadcasts every input value again.
+template <int XB, int NV, int KS, int IC, int NB = 0>
 static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, int32_t j_lo, int32_t j_hi,
-                                const float* panel, float* out_px, vmask tail, int32_t cols) {
-    vf acc[XB * NV];
-    GF_UNROLL for (int v = 0; v < NV; ++v) {
-        const vf b = v_load(panel + v * kW);
-        GF_UNROLL for (int o = 0; o < XB; ++o) acc[o * NV + v] = b;
+                                const float* panel, const float* panel2, float* out_px, vmask tail, int32_t cols) {
+    constexpr int NT = NV + NB;
+    vf acc[XB * NT];
+    GF_UNROLL for (int v = 0; v < NT; ++v) {
+        const vf b = v_load(v < NV ? panel + v * kW : panel2 + (v - NV) * kW);
+        GF_UNROLL for (int o = 0; o < XB; ++o) acc[o * NT + v] = b;
     }
     const int32_t in_c = IC > 0 ? IC : c.in_c;
     const int32_t k = KS > 0 ? KS : c.kernel;
     if (KS > 0) j_lo = 0, j_hi = KS;
     const int32_t ix0 = x * c.stride - c.pad;
     // One FMA step: input channel values of the XB pixels (one broadcast each) times NV weight vectors.
+    const int64_t w2_off = NB > 0 ? panel2 - panel : 0;  // the same row of the next panel
     auto step = [&](const float* const* px, int64_t off, const float* w) __attribute__((always_inline)) {
-        vf b[NV];
-        GF_UNROLL for (int v = 0; v < NV; ++v) b[v] = v_load(w + v * kW);
+        vf b[NT];
+        GF_UNROLL for (int v = 0; v < NT; ++v) b[v] = v_load(v < NV ? w + v * kW : w + w2_off + (v - NV) * kW);
         GF_UNROLL for (int o = 0; o < XB; ++o) {
             const vf xv = v_bcast(px[o] + off);
-            GF_UNROLL for (int v = 0; v < NV; ++v) acc[o * NV + v] = v_fma(xv, b[v], acc[o * NV + v]);
+            GF_UNROLL for (int v = 0; v < NT; ++v) acc[o * NT + v] = v_fma(xv, b[v], acc[o * NT + v]);
         }
     };
     for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
@@ -787,39 +792,41 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
         }
     }
     epi_apply(acc, c.epi);
-    const bool full = cols == NV * kW;
-    const int32_t last = cols - (NV - 1) * kW;
+    const bool full = cols == NT * kW;
+    const int32_t last = cols - (NT - 1) * kW;
     GF_UNROLL for (int o = 0; o < XB; ++o) {
         float* dst = out_px + o * c.out_stride;
-        GF_UNROLL for (int v = 0; v < NV; ++v) {
-            if (v == NV - 1 && !full)
-                v_store_n(dst + v * kW, acc[o * NV + v], tail, last);
+        GF_UNROLL for (int v = 0; v < NT; ++v) {
+            if (v == NT - 1 && !full)
+                v_store_n(dst + v * kW, acc[o * NT + v], tail, last);
             else
-                v_store(dst + v * kW, acc[o * NV + v]);
+                v_store(dst + v * kW, acc[o * NT + v]);
         }
     }
     if (c.epi.post_pass) act_rows(out_px, c.out_stride, XB, cols, c.epi.act);
 }
 
-// One output row of one panel: interior pixels in blocks of kConvXB, then one by one; border pixels clipped.
-template <int NV, int KS, int IC>
-static void conv_row_panel(const ConvCtx& ctx, const RowGeom& geom, float* out_row, const float* panel, int32_t x_lo,
-                           int32_t x_hi, vmask tail, int32_t cols) {
+// One output row of one panel (and NB vectors of the next): interior pixels in blocks (kConvXB pixels, fewer for
+// a wider tile: the same accumulator count), then one by one; border pixels clipped.
+template <int NV, int KS, int IC, int NB = 0>
+static void conv_row_panel(const ConvCtx& ctx, const RowGeom& geom, float* out_row, const float* panel,
+                           const float* panel2, int32_t x_lo, int32_t x_hi, vmask tail, int32_t cols) {
+    constexpr int XB = NB > 0 ? kConvXB * kConvNV / (kConvNV + NB) : kConvXB;
     const ConvCtx c = ctx;  // locals: see DwCtx
     const RowGeom g = geom;
     int32_t x = 0;
     auto border = [&](int32_t xb) {
         const int32_t ix0 = xb * c.stride - c.pad;
-        conv_tile<1, NV, 0, 0>(c, g, xb, imax(0, -ix0), imin(c.kernel, c.in_w - ix0), panel,
-                               out_row + static_cast<int64_t>(xb) * c.out_stride, tail, cols);
+        conv_tile<1, NV, 0, 0, NB>(c, g, xb, imax(0, -ix0), imin(c.kernel, c.in_w - ix0), panel, panel2,
+                                   out_row + static_cast<int64_t>(xb) * c.out_stride, tail, cols);
     };
     for (; x < x_lo; ++x) border(x);
-    for (; x + kConvXB <= x_hi; x += kConvXB)
-        conv_tile<kConvXB, NV, KS, IC>(c, g, x, 0, c.kernel, panel, out_row + static_cast<int64_t>(x) * c.out_stride,
-                                       tail, cols);
+    for (; x + XB <= x_hi; x += XB)
+        conv_tile<XB, NV, KS, IC, NB>(c, g, x, 0, c.kernel, panel, panel2,
+                                      out_row + static_cast<int64_t>(x) * c.out_stride, tail, cols);
     for (; x < x_hi; ++x)
-        conv_tile<1, NV, KS, IC>(c, g, x, 0, c.kernel, panel, out_row + static_cast<int64_t>(x) * c.out_stride, tail,
-                                 cols);
+        conv_tile<1, NV, KS, IC, NB>(c, g, x, 0, c.kernel, panel, panel2,
+                                     out_row + static_cast<int64_t>(x) * c.out_stride, tail, cols);
     for (; x < c.out_w; ++x) border(x);
 }
 
@@ -849,13 +856,20 @@ static void conv_rows(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
             const float* panel = a.packed + static_cast<int64_t>(n0 / kConvNR) * panel_stride;
             const int32_t cols = imin(kConvNR, a.out_c - n0);
             const int32_t nv = div_up(cols, kW);
+            const int32_t rest = a.out_c - n0 - kConvNR;  // channels after this panel
+            if (nv == kConvNV && rest > 0 && rest <= kW) {  // a full panel and a last one of one vector, at once
+                conv_row_panel<kConvNV, KS, IC, 1>(c, g, out_row + n0, panel, panel + panel_stride, x_lo, x_hi,
+                                                   v_mask(rest), kConvNR + rest);
+                break;
+            }
             const vmask tail = v_mask(cols - (nv - 1) * kW);
             if (nv == kConvNV) {
-                conv_row_panel<kConvNV, KS, IC>(c, g, out_row + n0, panel, x_lo, x_hi, tail, cols);
+                conv_row_panel<kConvNV, KS, IC>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
             } else if (nv == 1) {
-                conv_row_panel<1, KS, IC>(c, g, out_row + n0, panel, x_lo, x_hi, tail, cols);
+                conv_row_panel<1, KS, IC>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
             } else {
-                if constexpr (kConvNV == 3) conv_row_panel<2, KS, IC>(c, g, out_row + n0, panel, x_lo, x_hi, tail, cols);
+                if constexpr (kConvNV == 3)
+                    conv_row_panel<2, KS, IC>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
             }
         }
     }
