@@ -5,8 +5,8 @@
 A chain of 200 tiny pointwise ops (8 -> 8 channels on an 8 x 8 map: 512 MACs each, two row tasks per op at
 2 threads) costs almost nothing in its kernels, so its time per op is the engine's overhead per op: the
 executor's dispatch at 1 thread, plus the wake-up and barrier of one parallel region at 2 threads. That
-figure times the number of parallel regions of a model (one per op, except SE ops and narrow Ghost ops at
-more than one thread, which run in phases), divided by the model's own median latency, estimates the share of its latency
+figure times the number of parallel regions of a model (one per op, except SE ops and Ghost ops at more than
+one thread, which run in phases), divided by the model's own median latency, estimates the share of its latency
 spent outside kernels. Both are measured interleaved in one run.
 """
 from __future__ import annotations
@@ -36,13 +36,15 @@ def _regions(engine, threads: int) -> int:
     """Parallel regions per run of one image, following executor.cpp's choices for each op type."""
     if threads == 1:
         return len(engine.program.ops)
-    nr = ghostfast._core.kernels.table_info(engine.isa)["pointwise_nr"]
+    prog = engine.program
     n = 0
-    for kind, inputs, _out, params, _t, _name in engine.program.ops:
+    for kind, inputs, _out, params, tensors, _name in prog.ops:
         if kind == OP["squeeze_excite"]:
-            n += 3  # pool, fc1, fc2 + scaling
-        elif kind == OP["ghost"] and -(-params[0] // nr) < 2 * threads:
-            n += 2 + (len(inputs) == 2)  # narrow module: primary, cheap, residual phases
+            reduced, channels = prog.tensors[tensors[0]].shape
+            n += 1 if channels * reduced * 2 < 16 * 1024 else 4  # small SEs run on the caller; else pool, fc1, fc2, scale
+        elif kind == OP["ghost"]:
+            fused = len(inputs) == 2 and params[3] == 0 and params[4] == 0  # residual in the kernels' epilogues
+            n += 1 + (params[1] > 0) + (len(inputs) == 2 and not fused)  # primary, cheap, residual phases
         else:
             n += 1
     return n

@@ -3,10 +3,12 @@
     python results/ab-issue6/summarize.py
 
 Engine versions: `old` = d33afa9 (old-engine-run*), `new1` = the first session's commits (new-engine-run1..5),
-`new2` = the second session's (new-engine-run6..10).
+`new2` = the second session's (new-engine-run6..10), `new3` = the third session's last engine commit, ab61484
+(new-engine-run15..19). new-engine-run11..14 ran at intermediate states of the third session (run11 at 8b0a83a;
+run12..14 at a3a432d with an experiment that was then dropped: small-SE threshold 512 KiB) and are left out.
 
 1-thread figures use every run. 2-thread figures use only the runs whose harness waited for ONNX Runtime's
-spinning workers to go idle before each native round (old-engine-run4, new-engine-run5..10): in the other runs
+spinning workers to go idle before each native round (old-engine-run4, new-engine-run5 and later): in the other runs
 ORT's worker, which spins ~60 ms after every run, shared a core with the native engine's threads (run1 of the
 old engine had no wait; the others had a wait whose 2 ms window read idle while ORT spun).
 """
@@ -15,20 +17,27 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 11)}
-VERSIONS = ("old", "new1", "new2")
+IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 20)}
+VERSIONS = ("old", "new1", "new2", "new3")
 
 
-def version(run: str) -> str:
+def version(run: str):
     if run.startswith("old"):
         return "old"
-    return "new1" if int(run.rsplit("run", 1)[1]) <= 5 else "new2"
+    number = int(run.rsplit("run", 1)[1])
+    if number <= 5:
+        return "new1"
+    if number <= 10:
+        return "new2"
+    return "new3" if number >= 15 else None  # 11..14: intermediate states, not counted
 
 
 here = Path(__file__).parent
 ratios = defaultdict(list)  # (version, model, threads) -> ratios
 order = []
 for run in sorted(here.glob("*-engine-run*")):
+    if version(run.name) is None:
+        continue
     for r in csv.DictReader(open(run / "results.csv")):
         if r["backend"] != "native" or r["status"] != "ok":
             continue
