@@ -39,8 +39,8 @@ inline int32_t ghost_band_ring_rows(const OpSpec& ghost) { return kGhostBandRows
 // (c a multiple of 256: MobileNetV1's 256 / 512 / 1024 channels, ShuffleNetV1's 768) maps all the pixels of a
 // depthwise window to a handful of L1 sets, which then evict each other on every load: a 3x3 depthwise over
 // 14x14x512 ran 3.3x slower, over 7x7x1024 1.9x, than with one cache line of padding per pixel (paired,
-// kernel alone; the 1x1 kernels measured the same either way, 0.96-1.02). Smaller multiples of 256 bytes
-// (c = 64, 128) span enough sets, and there the padding's extra bytes cost more than it saved.
+// kernel alone; the 1x1 kernels measured the same either way, 0.96-1.02). Smaller strides (c = 32 to 128) span
+// enough sets, and there the padding's extra bytes cost more than it saved (1.08-1.6x).
 inline int64_t plane_pixel_stride(int32_t c, int64_t pixels) {
     return c % 256 == 0 && pixels > 1 ? int64_t{c} + 16 : int64_t{c};
 }

@@ -768,7 +768,7 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
     const int32_t k = KS > 0 ? KS : c.kernel;
     if (KS > 0) j_lo = 0, j_hi = KS;
     const int32_t ix0 = x * c.stride - c.pad;
-    // One FMA step: input channel values of the XB pixels (one broadcast each) times NV weight vectors.
+    // One FMA step: input channel values of the XB pixels (one broadcast each) times NV (+ NB) weight vectors.
     const int64_t w2_off = NB > 0 ? panel2 - panel : 0;  // the same row of the next panel
     auto step = [&](const float* const* px, int64_t off, const float* w) __attribute__((always_inline)) {
         vf b[NT];
@@ -817,6 +817,7 @@ template <int NV, int KS, int IC, int NB = 0>
 static void conv_row_panel(const ConvCtx& ctx, const RowGeom& geom, float* out_row, const float* panel,
                            const float* panel2, int32_t x_lo, int32_t x_hi, vmask tail, int32_t cols) {
     constexpr int XB = NB > 0 ? kConvXB * kConvNV / (kConvNV + NB) : kConvXB;
+    static_assert(XB >= 1, "a conv tile holds at least one pixel");
     const ConvCtx c = ctx;  // locals: see DwCtx
     const RowGeom g = geom;
     int32_t x = 0;
