@@ -19,6 +19,52 @@ constexpr int64_t kTasksPerThread = 8;
 // streams four panels at once for one row (kernels_impl.h, pw_gemv_panels), narrower pieces stream one.
 constexpr int64_t kColumnBlockPanels = 4;
 
+// How a GEMM (rows x n output columns per group, panels of nr columns) splits into tasks of a row chunk and a
+// range of whole panels. Few rows (linear layers, 7x7 maps) split the columns too, so that every thread has
+// work: a Ghost module's primary 1x1 over a 7x7 map split by rows alone made chunks of 16, 16, 16 and 1 rows,
+// which left one of two threads 32 rows and the other 17.
+struct GemmSplit {
+    int64_t rows = 0, row_chunk = 0, row_tasks = 1;
+    int32_t n = 0, nr = 0;
+    int64_t panels_per_task = 1, col_tasks = 1;
+    int64_t tasks() const { return row_tasks * col_tasks; }
+    // Task t (< tasks()): rows [m0, m1), columns [n0, n1).
+    void task(int64_t t, int64_t& m0, int64_t& m1, int32_t& n0, int32_t& n1) const {
+        const int64_t rt = t / col_tasks, ct = t % col_tasks;
+        m0 = rt * row_chunk, m1 = std::min(rows, m0 + row_chunk);
+        n0 = static_cast<int32_t>(ct * panels_per_task * nr);
+        n1 = static_cast<int32_t>(std::min<int64_t>(n, (ct + 1) * panels_per_task * nr));
+    }
+};
+GemmSplit gemm_split(int64_t rows, int32_t n, int32_t nr, int threads, int32_t groups) {
+    GemmSplit s;
+    s.rows = rows, s.n = n, s.nr = nr;
+    const int64_t panels = ceil_div(n, nr);
+    int64_t col_tasks = 1;
+    if (threads > 1 && rows < 64 * threads) col_tasks = std::min<int64_t>(panels, threads * kTasksPerThread);
+    s.panels_per_task = ceil_div(panels, col_tasks);
+    // A single row: one block of panels per task, so that the threads' shares even out (7 tasks of 3 blocks
+    // each left one thread a quarter more of conv_head's weights to stream than the other).
+    if (rows == 1) s.panels_per_task = threads > 1 ? kColumnBlockPanels : panels;
+    s.col_tasks = ceil_div(panels, s.panels_per_task);
+    // Groups (ShuffleNetV1's 1x1s) and column splits already make tasks: rows split only as far as the task
+    // count needs (at 8 groups, 17 row tasks each made 136 tasks of a few microseconds).
+    const int64_t row_want = std::max<int64_t>(1, threads * kTasksPerThread / (s.col_tasks * groups));
+    s.row_chunk = threads == 1 ? rows : std::max<int64_t>(16, ceil_div(rows, row_want));
+    s.row_tasks = ceil_div(rows, s.row_chunk);
+    return s;
+}
+
+// Channels [c0, c1) of a depthwise (c0 a multiple of the vector width): the packed tile of channel c0 starts
+// c0 * (taps + 1) floats in, whatever the vector width.
+DepthwiseArgs depthwise_channels(const DepthwiseArgs& a, int32_t c0, int32_t c1) {
+    DepthwiseArgs s = a;
+    s.in += c0, s.out += c0, s.channels = c1 - c0;
+    s.packed += static_cast<int64_t>(c0) * (a.kernel * a.kernel + 1);
+    if (s.residual) s.residual += c0;
+    return s;
+}
+
 }  // namespace
 
 template <class F>
@@ -185,18 +231,41 @@ void Engine::execute(size_t op_index, int32_t n) {
     const View& y = op.out;
 
     // Row-range tasks over n images: (image, row chunk) pairs.
-    auto rows_per_task = [&](int32_t rows) {
-        const int64_t want = std::max<int64_t>(1, threads * kTasksPerThread / std::max(1, n));
+    auto rows_per_task = [&](int32_t rows, int32_t images) {
+        const int64_t want = std::max<int64_t>(1, threads * kTasksPerThread / std::max(1, images));
         return static_cast<int32_t>(std::max<int64_t>(1, ceil_div(rows, want)));
     };
     // Runs body(image, row_begin, row_end) over every image's output rows, split into parallel tasks.
     auto for_image_rows = [&](auto&& body) {
-        const int32_t rpt = rows_per_task(y.h), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+        const int32_t rpt = rows_per_task(y.h, n), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
         auto task = [&](int64_t t) {
             const int32_t img = static_cast<int32_t>(t / chunks), r0 = static_cast<int32_t>(t % chunks) * rpt;
             body(img, r0, std::min(y.h, r0 + rpt));
         };
         parallel(int64_t{n} * chunks, task);
+    };
+    // Depthwise tasks over images [img0, img0 + images): (image, channel chunk, row chunk); image_args(img) gives
+    // an image's arguments. Maps of few rows split the channels too, in whole cache lines: the seven one-row
+    // tasks of a 7x7 map left one of two threads four rows and the other three. Channel chunks are the outer
+    // order, so that a thread tends to read the channels it wrote in a column-split GEMM just before.
+    auto depthwise_tasks = [&](int32_t img0, int32_t images, int32_t channels, auto&& image_args) {
+        const int32_t rpt = rows_per_task(y.h, images), chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
+        int32_t c_chunk = channels, c_chunks = 1;
+        const int64_t want = threads * kTasksPerThread;
+        if (threads > 1 && int64_t{images} * chunks < want / 2) {
+            const int32_t line = std::max<int32_t>(16, k.vector_floats);
+            const int64_t split = std::min<int64_t>(ceil_div(want, int64_t{images} * chunks), ceil_div(channels, line));
+            c_chunk = static_cast<int32_t>(ceil_div(ceil_div(channels, split), line) * line);
+            c_chunks = static_cast<int32_t>(ceil_div(channels, c_chunk));
+        }
+        auto task = [&](int64_t t) {
+            const int32_t img = img0 + static_cast<int32_t>(t / (int64_t{chunks} * c_chunks));
+            const int32_t r = static_cast<int32_t>(t % (int64_t{chunks} * c_chunks));
+            const int32_t c0 = r / chunks * c_chunk, r0 = r % chunks * rpt;
+            const DepthwiseArgs ta = depthwise_channels(image_args(img), c0, std::min(channels, c0 + c_chunk));
+            k.depthwise(ta, r0, std::min(y.h, r0 + rpt));
+        };
+        parallel(int64_t{images} * chunks * c_chunks, task);
     };
     // Pixel-range tasks over all n * h * w pixels (the planes of consecutive images are contiguous).
     const int64_t pixels = int64_t{n} * y.pixels();
@@ -229,34 +298,20 @@ void Engine::execute(size_t op_index, int32_t n) {
             a.act = static_cast<Act>(spec.params[1]);
             const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
             if (res) a.r_stride = res->stride;
-            // Few rows (linear layers, 7x7 maps) split the columns too, so both threads have work.
-            const int32_t nr = k.pointwise_nr;
-            const int64_t panels = ceil_div(ng, nr);
-            int64_t col_tasks = 1;
-            if (threads > 1 && pixels < 64 * threads) col_tasks = std::min<int64_t>(panels, threads * kTasksPerThread);
-            int64_t panels_per_task = ceil_div(panels, col_tasks);
-            // A single row: one block of panels per task, so that the threads' shares even out (7 tasks of 3
-            // blocks each left one thread a quarter more of conv_head's weights to stream than the other).
-            if (pixels == 1) panels_per_task = threads > 1 ? kColumnBlockPanels : panels;
-            col_tasks = ceil_div(panels, panels_per_task);
-            // Groups (ShuffleNetV1's 1x1s) and column splits already make tasks: rows split only as far as the
-            // task count needs (at 8 groups, 17 row tasks each made 136 tasks of a few microseconds).
-            const int64_t row_want = std::max<int64_t>(1, threads * kTasksPerThread / (col_tasks * groups));
-            const int64_t row_chunk = threads == 1 ? pixels : std::max<int64_t>(16, ceil_div(pixels, row_want));
-            const int64_t row_tasks = ceil_div(pixels, row_chunk);
+            const GemmSplit sp = gemm_split(pixels, ng, k.pointwise_nr, threads, groups);
             auto task = [&](int64_t t) {
-                const int64_t g = t / (row_tasks * col_tasks);
-                const int64_t rt = (t / col_tasks) % row_tasks, ct = t % col_tasks;
+                const int64_t g = t / sp.tasks();
+                int64_t m0, m1;
+                int32_t n0, n1;
+                sp.task(t % sp.tasks(), m0, m1, n0, n1);
                 PointwiseArgs ga = a;
                 ga.a = x.data + g * kg;
                 ga.c = y.data + g * ng;
                 if (res) ga.residual = res->data + g * ng;
                 ga.packed = op.packed[g].data();
-                const int32_t n0 = static_cast<int32_t>(ct * panels_per_task * nr);
-                const int32_t n1 = static_cast<int32_t>(std::min<int64_t>(ng, (ct + 1) * panels_per_task * nr));
-                k.pointwise(ga, rt * row_chunk, std::min(pixels, (rt + 1) * row_chunk), n0, n1);
+                k.pointwise(ga, m0, m1, n0, n1);
             };
-            parallel(groups * row_tasks * col_tasks, task);
+            parallel(groups * sp.tasks(), task);
             break;
         }
         case OpType::kDepthwise: {
@@ -266,10 +321,10 @@ void Engine::execute(size_t op_index, int32_t n) {
             a.kernel = spec.params[0], a.stride = spec.params[1], a.pad = spec.params[2];
             a.act = static_cast<Act>(spec.params[3]);
             a.packed = op.packed[0].data();
-            for_image_rows([&](int32_t img, int32_t r0, int32_t r1) {
+            depthwise_tasks(0, n, x.c, [&](int32_t img) {
                 DepthwiseArgs ta = a;
                 ta.in = x.image(img), ta.out = y.image(img);
-                k.depthwise(ta, r0, r1);
+                return ta;
             });
             break;
         }
@@ -324,21 +379,20 @@ void Engine::execute(size_t op_index, int32_t n) {
             auto primary_and_cheap = [&](const PointwiseArgs& ia, int32_t img_begin, int32_t images,
                                          const DepthwiseArgs* id) {
                 const int64_t px = int64_t{images} * y.pixels();
-                const int64_t pw_chunk = std::max<int64_t>(16, ceil_div(px, threads * kTasksPerThread));
-                auto pw_task = [&](int64_t t) { k.pointwise(ia, t * pw_chunk, std::min(px, (t + 1) * pw_chunk), 0, init); };
-                parallel(ceil_div(px, pw_chunk), pw_task);
+                const GemmSplit sp = gemm_split(px, init, k.pointwise_nr, threads, 1);
+                auto pw_task = [&](int64_t t) {
+                    int64_t m0, m1;
+                    int32_t n0, n1;
+                    sp.task(t, m0, m1, n0, n1);
+                    k.pointwise(ia, m0, m1, n0, n1);
+                };
+                parallel(sp.tasks(), pw_task);
                 if (cheap == 0) return;
-                const int64_t want = std::max<int64_t>(1, threads * kTasksPerThread / images);
-                const int32_t rpt = static_cast<int32_t>(ceil_div(y.h, want));
-                const int32_t chunks = static_cast<int32_t>(ceil_div(y.h, rpt));
-                auto dw_task = [&](int64_t t) {
-                    const int32_t img = img_begin + static_cast<int32_t>(t / chunks);
-                    const int32_t r0 = static_cast<int32_t>(t % chunks) * rpt;
+                depthwise_tasks(img_begin, images, cheap, [&](int32_t img) {
                     DepthwiseArgs ta = *id;
                     if (!fused) ta.in = y.image(img), ta.out = y.image(img) + init;
-                    k.depthwise(ta, r0, std::min(y.h, r0 + rpt));
-                };
-                parallel(int64_t{images} * chunks, dw_task);
+                    return ta;
+                });
             };
             if (fused) {
                 for (int32_t img = 0; img < n; ++img) {
