@@ -3,6 +3,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -189,6 +190,24 @@ def test_concurrent_runs_are_safe(ghost_engine):
         t.join()
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("threads", [2, 5])
+def test_runs_after_the_workers_fell_asleep(threads):
+    # Pool workers spin for a while after a job, then sleep; the caller wakes them only when one is asleep.
+    # Runs back to back (workers spinning) and after pauses much longer than the spin (workers asleep, or
+    # falling asleep just as the job is published) must give identical results; 5 threads on this machine's
+    # cores also covers workers that are descheduled while the caller finishes their share.
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 1, 1, groups=16),
+                          nn.Conv2d(16, 32, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    engine = ghostfast.compile(model, (3, 32, 32), threads=threads)
+    x = inputs((3, 32, 32), n=1)
+    want = engine.run(x)
+    np.testing.assert_allclose(want, reference(model, x), rtol=1e-4, atol=1e-5)
+    for i in range(60):
+        if i % 3 == 0:
+            time.sleep(0.002 + 0.001 * (i % 5))
+        np.testing.assert_array_equal(engine.run(x), want)
 
 
 def test_engine_properties(ghost_engine):

@@ -38,22 +38,30 @@ private:
 
     const int threads_;
     std::vector<std::thread> workers_;
-    uint64_t job_ = 0;                     // the caller's job counter
-    std::atomic<uint64_t> generation_{0};  // the latest published job (what sleeping workers wait on)
-    struct alignas(64) Range {             // one cache line each: the threads claim concurrently
-        std::atomic<uint64_t> next{0};     // (job number low 32 bits) << 32 | next unclaimed task index
-    };
-    std::atomic<int64_t> finished_{0};     // tasks of the current job that have completed
-    std::atomic<bool> stop_{false};
-    std::mutex mutex_;
-    std::condition_variable wake_;
+    uint64_t job_ = 0;  // the caller's job counter
     // Job j's description lives in slots_[j & 1], written before j is published (see work_on).
     struct Slot {
         std::atomic<int64_t> tasks{0};
         std::atomic<TaskFn> fn{nullptr};
         std::atomic<void*> context{nullptr};
     };
-    Slot slots_[2];
+    // What a waking worker reads, in one cache line that only the caller writes: one transfer per job.
+    struct alignas(64) Published {
+        std::atomic<uint64_t> generation{0};  // the latest published job (what spinning and sleeping workers wait on)
+        Slot slots[2];
+    };
+    Published published_;
+    struct alignas(64) Range {          // one cache line each: the threads claim concurrently
+        std::atomic<uint64_t> next{0};  // (job number low 32 bits) << 32 | next unclaimed task index
+    };
+    struct alignas(64) Finished {       // its own line: workers add to it while the caller polls it
+        std::atomic<int64_t> count{0};  // tasks of the current job that have completed
+    };
+    Finished finished_;
+    std::atomic<int> sleepers_{0};  // workers waiting on wake_ (run() notifies only when there are any)
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::condition_variable wake_;
     std::unique_ptr<Range[]> ranges_;      // per thread
 };
 

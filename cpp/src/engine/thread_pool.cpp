@@ -27,7 +27,7 @@ ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stop_.store(true, std::memory_order_release);
-        generation_.fetch_add(1, std::memory_order_acq_rel);
+        published_.generation.fetch_add(1, std::memory_order_acq_rel);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
@@ -40,7 +40,7 @@ ThreadPool::~ThreadPool() {
 // later) holds this job's function. A worker that woke late therefore never runs a task of a newer job with an
 // older job's function: its CAS fails instead.
 void ThreadPool::work_on(uint64_t job, int self) {
-    const Slot& slot = slots_[job & 1];
+    const Slot& slot = published_.slots[job & 1];
     const TaskFn fn = slot.fn.load(std::memory_order_acquire);
     void* const context = slot.context.load(std::memory_order_acquire);
     const int64_t tasks = slot.tasks.load(std::memory_order_acquire);
@@ -65,7 +65,7 @@ void ThreadPool::work_on(uint64_t job, int self) {
 }
 
 void ThreadPool::finish(int64_t done) {
-    if (done) finished_.fetch_add(done, std::memory_order_acq_rel);
+    if (done) finished_.count.fetch_add(done, std::memory_order_acq_rel);
 }
 
 void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
@@ -75,38 +75,43 @@ void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
         return;
     }
     const uint64_t job = ++job_;
-    Slot& slot = slots_[job & 1];
+    Slot& slot = published_.slots[job & 1];
     slot.fn.store(fn, std::memory_order_relaxed);
     slot.context.store(context, std::memory_order_relaxed);
     slot.tasks.store(tasks, std::memory_order_relaxed);
-    finished_.store(0, std::memory_order_relaxed);
+    finished_.count.store(0, std::memory_order_relaxed);
     for (int i = 0; i < threads_; ++i)
         ranges_[i].next.store(pack(job & kIndexMask, static_cast<uint64_t>(tasks * i / threads_)),
                               std::memory_order_release);
-    {
-        // Taking the lock orders the bump against a worker that is about to sleep, so no wake-up is lost.
+    // Publishing costs one store while every worker is spinning; the lock and the notify only when one sleeps.
+    // No wake-up is lost: a worker registers in sleepers_ before it checks the generation under the lock, and
+    // both sides use sequentially consistent operations, so either the worker sees this job and does not
+    // sleep, or this thread sees the worker registered and notifies it under the lock (after it is waiting).
+    published_.generation.store(job, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
         std::lock_guard<std::mutex> lock(mutex_);
-        generation_.store(job, std::memory_order_release);
+        wake_.notify_all();
     }
-    wake_.notify_all();
     // The caller works through its share, then takes what is left of the workers' shares: a worker that is
     // slow to wake (or descheduled by a busy machine) holds up at most the task it is running.
     work_on(job, 0);
-    while (finished_.load(std::memory_order_acquire) != tasks) GF_PAUSE();
+    while (finished_.count.load(std::memory_order_acquire) != tasks) GF_PAUSE();
 }
 
 void ThreadPool::worker_loop(int self) {
     uint64_t seen = 0;
     for (;;) {
-        uint64_t gen = generation_.load(std::memory_order_acquire);
+        uint64_t gen = published_.generation.load(std::memory_order_acquire);
         for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
             GF_PAUSE();
-            gen = generation_.load(std::memory_order_acquire);
+            gen = published_.generation.load(std::memory_order_acquire);
         }
         if (gen == seen) {
             std::unique_lock<std::mutex> lock(mutex_);
-            wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-            gen = generation_.load(std::memory_order_acquire);
+            sleepers_.fetch_add(1, std::memory_order_seq_cst);
+            wake_.wait(lock, [&] { return published_.generation.load(std::memory_order_seq_cst) != seen; });
+            sleepers_.fetch_sub(1, std::memory_order_relaxed);
+            gen = published_.generation.load(std::memory_order_acquire);
         }
         seen = gen;
         if (stop_.load(std::memory_order_acquire)) return;
