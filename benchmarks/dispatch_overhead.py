@@ -41,7 +41,7 @@ def _regions(engine, threads: int) -> int:
     for kind, inputs, _out, params, tensors, _name in prog.ops:
         if kind == OP["squeeze_excite"]:
             reduced, channels = prog.tensors[tensors[0]].shape
-            n += 1 if channels * reduced * 2 < 16 * 1024 else 4  # small SEs run on the caller; else pool, fc1, fc2, scale
+            n += 2 if channels * reduced * 2 < 16 * 1024 else 4  # pool, (fc1, fc2: small ones on the caller), scale
         elif kind == OP["ghost"]:
             fused = len(inputs) == 2 and params[3] == 0 and params[4] == 0  # residual in the kernels' epilogues
             n += 1 + (params[1] > 0) + (len(inputs) == 2 and not fused)  # primary, cheap, residual phases

@@ -384,7 +384,7 @@ void Engine::pack_weights() {
                 const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, rd));
                 prep->packed.push_back(pack_pw(tensor(op, 2), tensor(op, 3), rd, in_c));
-                scratch = std::max(scratch, static_cast<size_t>(2 * in_c + rd));
+                scratch = std::max(scratch, static_cast<size_t>(2 * in_c + rd) + size_t{se_pool_tasks(pool_.threads())} * in_c);
                 break;
             }
             default:

@@ -45,6 +45,10 @@ inline int64_t plane_pixel_stride(int32_t c, int64_t pixels) {
     return c % 256 == 0 && pixels > 1 ? int64_t{c} + 16 : int64_t{c};
 }
 
+// Tasks of a squeeze-and-excitation's pool at `threads` threads: each makes a partial mean of a contiguous share
+// of the pixels in scratch (two per thread, so that a late thread's share can be taken over).
+inline int32_t se_pool_tasks(int threads) { return threads == 1 ? 1 : 2 * threads; }
+
 // 64-byte-aligned, zero-initialised float storage (packed weights, the arena).
 class AlignedFloats {
 public:

@@ -414,16 +414,19 @@ void Engine::execute(size_t op_index, int32_t n) {
             float* pooled = scratch_.data();
             float* hidden = pooled + c;
             float* gate = hidden + rd;
+            float* partial = gate + c;  // se_pool_tasks(threads) partial means of c channels
             const int32_t nr = k.pointwise_nr;
-            // The pool and the two fully-connected layers split the channels in whole weight panels; the scaling
-            // splits the pixels. (Split by channels, two threads wrote the same cache lines wherever a pixel's
-            // channels straddle a line at the split: blocks.4.0.se of GhostNet 1.0x took 4x longer at 2 threads
-            // than at 1.)
-            // A small SE (fully-connected weights under 64 KiB, the 28x28 ones of GhostNet and MobileNetV3)
-            // runs on the calling thread alone: its four barriers cost more than the work they would share.
+            // The pool and the scaling split the pixels, in the same contiguous shares as the op before (which
+            // split its rows), so that each thread reads the rows it wrote, from its own cache: the pool makes a
+            // partial mean per task, which the calling thread combines. (The pool split by channels read half of
+            // every row from the other core: blocks.6.3.se of GhostNet 1.0x took longer at 2 threads than at 1.
+            // The scaling split by channels made both threads write the cache lines where a pixel's channels
+            // straddle the split.) The fully-connected layers split the columns in whole weight panels; small
+            // ones (weights under 64 KiB, the 28x28 SEs of GhostNet and MobileNetV3) run on the calling thread
+            // alone: their two barriers would cost more than the work they share.
             const int64_t block = kColumnBlockPanels * nr;
-            const bool serial = threads == 1 || int64_t{c} * rd * 2 < 16 * 1024;
-            auto ranges = [&](int32_t width) { return serial ? int64_t{1} : ceil_div(width, block); };
+            const bool serial_fc = threads == 1 || int64_t{c} * rd * 2 < 16 * 1024;
+            auto ranges = [&](int32_t width) { return serial_fc ? int64_t{1} : ceil_div(width, block); };
             auto range = [&](int32_t width, int64_t tasks, int64_t t, int32_t& c0, int32_t& c1) {
                 const int64_t per = ceil_div(ceil_div(width, block), tasks) * block;
                 c0 = static_cast<int32_t>(std::min<int64_t>(width, t * per));
@@ -431,7 +434,8 @@ void Engine::execute(size_t op_index, int32_t n) {
             };
             const int64_t c_tasks = ranges(c), rd_tasks = ranges(rd);
             const int64_t px = y.pixels();
-            const int64_t px_chunk = serial ? px : std::max<int64_t>(16, ceil_div(px, threads * kTasksPerThread));
+            const int64_t pool_tasks = std::min<int64_t>(px, se_pool_tasks(threads));
+            const int64_t px_chunk = threads == 1 ? px : std::max<int64_t>(16, ceil_div(px, threads * kTasksPerThread));
             const int64_t px_tasks = ceil_div(px, px_chunk);
             // The two fully-connected layers: one row (the image's pooled / hidden vector) each.
             auto fc = [&](const float* in, int32_t k_in, float* out, int32_t n_out, size_t slot) {
@@ -445,11 +449,18 @@ void Engine::execute(size_t op_index, int32_t n) {
                 const float* src = x.image(img);
                 float* dst = y.image(img);
                 auto pool_task = [&](int64_t t) {
-                    int32_t c0, c1;
-                    range(c, c_tasks, t, c0, c1);
-                    if (c1 > c0) k.global_avg_pool(src + c0, x.pixels(), x.stride, c1 - c0, pooled + c0);
+                    const int64_t p0 = px * t / pool_tasks, p1 = px * (t + 1) / pool_tasks;
+                    k.global_avg_pool(src + p0 * x.stride, p1 - p0, x.stride, c, pool_tasks == 1 ? pooled : partial + t * c);
                 };
-                parallel(c_tasks, pool_task);
+                parallel(pool_tasks, pool_task);
+                if (pool_tasks > 1) {  // the mean of the partial means, each weighted by its share of the pixels
+                    for (int32_t ch = 0; ch < c; ++ch) pooled[ch] = 0.0f;
+                    for (int64_t t = 0; t < pool_tasks; ++t) {
+                        const float share = static_cast<float>(px * (t + 1) / pool_tasks - px * t / pool_tasks) / px;
+                        const float* part = partial + t * c;
+                        for (int32_t ch = 0; ch < c; ++ch) pooled[ch] += share * part[ch];
+                    }
+                }
                 auto fc_task = [&](const PointwiseArgs& f, int32_t width, int64_t tasks) {
                     auto task = [&](int64_t t) {
                         int32_t n0, n1;
