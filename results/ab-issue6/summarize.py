@@ -4,7 +4,8 @@
 
 Engine versions: `old` = d33afa9 (old-engine-run*), `new1` = the first session's commits (new-engine-run1..5),
 `new2` = the second session's (new-engine-run6..10), `new3` = the third session's last engine commit, ab61484
-(new-engine-run15..19). new-engine-run11..14 ran at intermediate states of the third session (run11 at 8b0a83a;
+(new-engine-run15..19), `new4` = this fourth session's (new-engine-run21..24, at 23d697e). new-engine-run20 ran at
+22252ab (the first change of the fourth session only) and is left out, like new-engine-run11..14, which ran at intermediate states of the third session (run11 at 8b0a83a;
 run12..14 at a3a432d with an experiment that was then dropped: small-SE threshold 512 KiB) and are left out.
 
 1-thread figures use every run. 2-thread figures use only the runs whose harness waited for ONNX Runtime's
@@ -17,8 +18,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 20)}
-VERSIONS = ("old", "new1", "new2", "new3")
+IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 25)}
+VERSIONS = ("old", "new1", "new2", "new3", "new4")
 
 
 def version(run: str):
@@ -29,7 +30,9 @@ def version(run: str):
         return "new1"
     if number <= 10:
         return "new2"
-    return "new3" if number >= 15 else None  # 11..14: intermediate states, not counted
+    if 15 <= number <= 19:
+        return "new3"
+    return "new4" if number >= 21 else None  # 11..14 and 20: intermediate states, not counted
 
 
 here = Path(__file__).parent
