@@ -455,7 +455,8 @@ def test_conv_stem(isa, oc):
 
 
 @pytest.mark.parametrize("isa", ISAS + ["reference"])
-@pytest.mark.parametrize("h,w,ic,oc,s", [(224, 224, 3, 16, 2), (17, 23, 3, 20, 1), (9, 8, 5, 8, 2)])
+@pytest.mark.parametrize("h,w,ic,oc,s", [(224, 224, 3, 16, 2), (17, 23, 3, 20, 1), (9, 8, 5, 8, 2),
+                                            (17, 23, 3, 24, 2), (15, 16, 3, 40, 2), (8, 9, 3, 32, 2)])
 def test_conv_planar_input_matches_nhwc(isa, h, w, ic, oc, s):
     # The engine's stem reads the caller's NCHW image in place: same result as on the NHWC copy.
     rng = rng_for("conv_planar", h, w, ic, oc, s)

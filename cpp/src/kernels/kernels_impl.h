@@ -755,7 +755,11 @@ struct ConvCtx {
 // NB = 1: the tile also takes the first vector of the next panel (`panel2`): 24 or 20 output channels (the
 // ShuffleNet and GhostNet 1.3x stems) in one pass of NV + 1 vectors, instead of a second pass one vector wide
 // whose few accumulators cannot cover the FMA latency and which broadcasts every input value again.
-template <int XB, int NV, int KS, int IC, int NB = 0>
+// kS, kInStride > 0 (the stems, with KS and IC): the stride and the input's pixel stride (1: planar NCHW, 3:
+// NHWC) known at compile time, so that every input address of the tile is one of IC channel-plane pointers plus a
+// constant. With run-time strides GCC kept the 54 addresses of a 6-pixel 3x3x3 tile on the stack and loaded one
+// before every broadcast: two loads per FMA pair instead of one.
+template <int XB, int NV, int KS, int IC, int NB = 0, int kS = 0, int kInStride = 0>
 static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, int32_t j_lo, int32_t j_hi,
                                 const float* panel, const float* panel2, float* out_px, vmask tail, int32_t cols) {
     constexpr int NT = NV + NB;
@@ -778,6 +782,31 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
             GF_UNROLL for (int v = 0; v < NT; ++v) acc[o * NT + v] = v_fma(xv, b[v], acc[o * NT + v]);
         }
     };
+    if constexpr (KS > 0 && IC > 0 && kS > 0 && kInStride > 0) {
+        const int64_t cs = kInStride == 1 ? c.in_c_stride : 1;  // floats from one input channel to the next
+        for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
+            const float* row = c.in + static_cast<int64_t>(g.iy0 + i) * c.in_row_stride + static_cast<int64_t>(ix0) * kInStride;
+            const float* plane[IC];
+            GF_UNROLL for (int ic = 0; ic < IC; ++ic) plane[ic] = row + ic * cs;
+            const float* w = panel + kConvNR + static_cast<int64_t>(i) * KS * IC * kConvNR;
+            GF_UNROLL for (int j = 0; j < KS; ++j) {
+                GF_UNROLL for (int ic = 0; ic < IC; ++ic) {
+                    const float* wr = w + (j * IC + ic) * kConvNR;
+                    vf b[NT];
+                    GF_UNROLL for (int v = 0; v < NT; ++v) b[v] = v_load(v < NV ? wr + v * kW : wr + w2_off + (v - NV) * kW);
+                    // Opaque to the optimizer: with stride 2, taps j and j + 2 of neighbouring pixels read the same
+                    // input, and GCC kept those broadcasts in stack spills (a store and a reload each) instead of
+                    // broadcasting again.
+                    const float* col = plane[ic] + j * kInStride;
+                    __asm__("" : "+r"(col));
+                    GF_UNROLL for (int o = 0; o < XB; ++o) {
+                        const vf xv = v_bcast(col + o * kS * kInStride);
+                        GF_UNROLL for (int v = 0; v < NT; ++v) acc[o * NT + v] = v_fma(xv, b[v], acc[o * NT + v]);
+                    }
+                }
+            }
+        }
+    } else
     for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
         // A pointer per output pixel at its first valid tap of this kernel row.
         const float* px[XB];
@@ -813,7 +842,7 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
 
 // One output row of one panel (and NB vectors of the next): interior pixels in blocks (kConvXB pixels, fewer for
 // a wider tile: the same accumulator count), then one by one; border pixels clipped.
-template <int NV, int KS, int IC, int NB = 0>
+template <int NV, int KS, int IC, int NB = 0, int kS = 0, int kInStride = 0>
 static void conv_row_panel(const ConvCtx& ctx, const RowGeom& geom, float* out_row, const float* panel,
                            const float* panel2, int32_t x_lo, int32_t x_hi, vmask tail, int32_t cols) {
     constexpr int XB = NB > 0 ? kConvXB * kConvNV / (kConvNV + NB) : kConvXB;
@@ -828,15 +857,15 @@ static void conv_row_panel(const ConvCtx& ctx, const RowGeom& geom, float* out_r
     };
     for (; x < x_lo; ++x) border(x);
     for (; x + XB <= x_hi; x += XB)
-        conv_tile<XB, NV, KS, IC, NB>(c, g, x, 0, c.kernel, panel, panel2,
-                                      out_row + static_cast<int64_t>(x) * c.out_stride, tail, cols);
+        conv_tile<XB, NV, KS, IC, NB, kS, kInStride>(c, g, x, 0, c.kernel, panel, panel2,
+                                                     out_row + static_cast<int64_t>(x) * c.out_stride, tail, cols);
     for (; x < x_hi; ++x)
-        conv_tile<1, NV, KS, IC, NB>(c, g, x, 0, c.kernel, panel, panel2,
-                                     out_row + static_cast<int64_t>(x) * c.out_stride, tail, cols);
+        conv_tile<1, NV, KS, IC, NB, kS, kInStride>(c, g, x, 0, c.kernel, panel, panel2,
+                                                    out_row + static_cast<int64_t>(x) * c.out_stride, tail, cols);
     for (; x < c.out_w; ++x) border(x);
 }
 
-template <int KS, int IC>
+template <int KS, int IC, int kS = 0, int kInStride = 0>
 static void conv_rows(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
     ConvCtx c;
     c.in = a.in;
@@ -864,18 +893,18 @@ static void conv_rows(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
             const int32_t nv = div_up(cols, kW);
             const int32_t rest = a.out_c - n0 - kConvNR;  // channels after this panel
             if (nv == kConvNV && rest > 0 && rest <= kW) {  // a full panel and a last one of one vector, at once
-                conv_row_panel<kConvNV, KS, IC, 1>(c, g, out_row + n0, panel, panel + panel_stride, x_lo, x_hi,
-                                                   v_mask(rest), kConvNR + rest);
+                conv_row_panel<kConvNV, KS, IC, 1, kS, kInStride>(c, g, out_row + n0, panel, panel + panel_stride,
+                                                                  x_lo, x_hi, v_mask(rest), kConvNR + rest);
                 break;
             }
             const vmask tail = v_mask(cols - (nv - 1) * kW);
             if (nv == kConvNV) {
-                conv_row_panel<kConvNV, KS, IC>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
+                conv_row_panel<kConvNV, KS, IC, 0, kS, kInStride>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
             } else if (nv == 1) {
-                conv_row_panel<1, KS, IC>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
+                conv_row_panel<1, KS, IC, 0, kS, kInStride>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
             } else {
                 if constexpr (kConvNV == 3)
-                    conv_row_panel<2, KS, IC>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
+                    conv_row_panel<2, KS, IC, 0, kS, kInStride>(c, g, out_row + n0, panel, nullptr, x_lo, x_hi, tail, cols);
             }
         }
     }
@@ -883,7 +912,11 @@ static void conv_rows(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
 
 static void conv(const ConvArgs& a, int32_t y_begin, int32_t y_end) {
     if (y_begin >= y_end || a.out_c <= 0) return;
-    if (a.kernel == 3 && a.in_c == 3) return conv_rows<3, 3>(a, y_begin, y_end);  // the stems
+    if (a.kernel == 3 && a.in_c == 3) {  // the stems: planar (the engine's input) or NHWC, stride 2 in every zoo model
+        if (a.stride == 2 && a.in_stride == 1) return conv_rows<3, 3, 2, 1>(a, y_begin, y_end);
+        if (a.stride == 2 && a.in_stride == 3 && a.in_c_stride == 1) return conv_rows<3, 3, 2, 3>(a, y_begin, y_end);
+        return conv_rows<3, 3>(a, y_begin, y_end);
+    }
     conv_rows<0, 0>(a, y_begin, y_end);
 }
 
