@@ -4,9 +4,10 @@
 
 Engine versions: `old` = d33afa9 (old-engine-run*), `new1` = the first session's commits (new-engine-run1..5),
 `new2` = the second session's (new-engine-run6..10), `new3` = the third session's last engine commit, ab61484
-(new-engine-run15..19), `new4` = this fourth session's (new-engine-run21..24, at 23d697e). new-engine-run20 ran at
-22252ab (the first change of the fourth session only) and is left out, like new-engine-run11..14, which ran at intermediate states of the third session (run11 at 8b0a83a;
-run12..14 at a3a432d with an experiment that was then dropped: small-SE threshold 512 KiB) and are left out.
+(new-engine-run15..19), `new4` = the fourth session's last engine commit, 0233e86 (new-engine-run25..29).
+Runs at intermediate states are left out: new-engine-run11 (8b0a83a) and run12..14 (a3a432d built with an experiment
+that was then dropped: small-SE threshold 512 KiB) in the third session; new-engine-run20 (22252ab) and run21..24
+(23d697e, before the stem change) in the fourth.
 
 1-thread figures use every run. 2-thread figures use only the runs whose harness waited for ONNX Runtime's
 spinning workers to go idle before each native round (old-engine-run4, new-engine-run5 and later): in the other runs
@@ -18,7 +19,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 25)}
+IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 30)}
 VERSIONS = ("old", "new1", "new2", "new3", "new4")
 
 
@@ -32,7 +33,7 @@ def version(run: str):
         return "new2"
     if 15 <= number <= 19:
         return "new3"
-    return "new4" if number >= 21 else None  # 11..14 and 20: intermediate states, not counted
+    return "new4" if number >= 25 else None  # 11..14 and 20..24: intermediate states, not counted
 
 
 here = Path(__file__).parent
