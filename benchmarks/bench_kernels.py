@@ -85,6 +85,13 @@ def cases(rng):
         out.append((f"conv {label} {h}x{w}x{ic}->{oc} k{k} s{s} act={act}", 2.0 * oh * ow * oc * ic * k * k,
                     lambda isa, r: gk.conv(isa, x, wt, b, s, k // 2, act, repeat=r)))
 
+    def conv_planar(oc, act):  # the engine's stem: it reads the caller's NCHW image in place
+        x, wt, b = rnd(rng, 3, 224, 224), rnd(rng, oc, 3, 3, 3, scale=0.3), rnd(rng, oc)
+        out.append((f"conv stem planar 3x224x224->{oc} k3 s2 act={act}", 2.0 * 112 * 112 * oc * 27,
+                    lambda isa, r: gk.conv(isa, x, wt, b, 2, 1, act, planar=True, repeat=r)))
+
+    conv_planar(16, 3)
+    conv_planar(32, 1)
     conv(224, 224, 3, 16, 3, 2, 3, "stem")
     conv(224, 224, 3, 24, 3, 2, 1, "stem")
     conv(224, 224, 3, 32, 3, 2, 5, "stem")
