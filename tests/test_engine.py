@@ -125,6 +125,29 @@ def test_model_assembled_from_zoo_blocks():
     assert_parity(engine.run(x), reference(model, x))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_maps_odd_channels(threads):
+    # Maps of 7, 4 and 2 rows, where multi-thread runs split a Ghost module's 1x1 by columns, its depthwise by
+    # channel chunks whose last one ends in a partial vector (22 = 16 + 6, 46 = 32 + 14), and an SE's pool into
+    # partial means over as few as 4 pixels.
+    from ghostfast.models.ghostnet import GhostBottleneck
+    from ghostfast.models.layers import ConvNormAct
+
+    model = randomized(nn.Sequential(
+        ConvNormAct(3, 20, 3, stride=2, act_layer=nn.ReLU),
+        GhostBottleneck(20, 44, 28, stride=2, se_ratio=0.25),
+        GhostBottleneck(28, 92, 28, se_ratio=0.25),
+        GhostBottleneck(28, 60, 36, dw_kernel_size=5, stride=2, se_ratio=0.25),
+        GhostBottleneck(36, 76, 36, stride=2, se_ratio=0.25),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(36, 10),
+    ))
+    x = inputs((3, 28, 28), n=3)
+    ref = reference(model, x)
+    engine = ghostfast.compile(model, input_size=28, batch=3, threads=threads)
+    assert_parity(engine.run(x), ref)
+    assert_parity(np.concatenate([engine.run(x[i:i + 1]) for i in range(3)]), ref)
+
+
 def test_unsupported_layer_is_named():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(8, 2)).eval()
