@@ -219,8 +219,10 @@ def test_concurrent_runs_are_safe(ghost_engine):
 def test_runs_after_the_workers_fell_asleep(threads):
     # Pool workers spin for a while after a job, then sleep; the caller wakes them only when one is asleep.
     # Runs back to back (workers spinning) and after pauses much longer than the spin (workers asleep, or
-    # falling asleep just as the job is published) must give identical results; 5 threads on this machine's
-    # cores also covers workers that are descheduled while the caller finishes their share.
+    # falling asleep just as the job is published) must give identical results: a worker that woke late and ran
+    # a stale job's function, or a task run twice or never, would change them. 5 threads on this machine's cores
+    # also covers workers descheduled while the caller finishes their share. (A lost wake-up would not show here:
+    # the caller then takes the sleeping worker's share, so it costs speed only.)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 1, 1, groups=16),
                           nn.Conv2d(16, 32, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     engine = ghostfast.compile(model, (3, 32, 32), threads=threads)

@@ -806,22 +806,23 @@ static GF_INLINE void conv_tile(const ConvCtx& c, const RowGeom& g, int32_t x, i
                 }
             }
         }
-    } else
-    for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
-        // A pointer per output pixel at its first valid tap of this kernel row.
-        const float* px[XB];
-        const float* row = c.in + static_cast<int64_t>(g.iy0 + i) * c.in_row_stride + static_cast<int64_t>(ix0 + j_lo) * c.in_stride;
-        GF_UNROLL for (int o = 0; o < XB; ++o) px[o] = row + o * c.px_step;
-        const float* w = panel + kConvNR + static_cast<int64_t>(i * k + j_lo) * in_c * kConvNR;
-        if constexpr (KS > 0 && IC > 0) {
-            GF_UNROLL for (int j = 0; j < KS; ++j) {
-                GF_UNROLL for (int ic = 0; ic < IC; ++ic) step(px, ic * c.in_c_stride, w + (j * IC + ic) * kConvNR);
-                GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
-            }
-        } else {
-            for (int32_t j = j_lo; j < j_hi; ++j) {
-                for (int32_t ic = 0; ic < in_c; ++ic, w += kConvNR) step(px, ic * c.in_c_stride, w);
-                GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
+    } else {
+        for (int32_t i = g.i_lo; i < g.i_hi; ++i) {
+            // A pointer per output pixel at its first valid tap of this kernel row.
+            const float* px[XB];
+            const float* row = c.in + static_cast<int64_t>(g.iy0 + i) * c.in_row_stride + static_cast<int64_t>(ix0 + j_lo) * c.in_stride;
+            GF_UNROLL for (int o = 0; o < XB; ++o) px[o] = row + o * c.px_step;
+            const float* w = panel + kConvNR + static_cast<int64_t>(i * k + j_lo) * in_c * kConvNR;
+            if constexpr (KS > 0 && IC > 0) {
+                GF_UNROLL for (int j = 0; j < KS; ++j) {
+                    GF_UNROLL for (int ic = 0; ic < IC; ++ic) step(px, ic * c.in_c_stride, w + (j * IC + ic) * kConvNR);
+                    GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
+                }
+            } else {
+                for (int32_t j = j_lo; j < j_hi; ++j) {
+                    for (int32_t ic = 0; ic < in_c; ++ic, w += kConvNR) step(px, ic * c.in_c_stride, w);
+                    GF_UNROLL for (int o = 0; o < XB; ++o) px[o] += c.in_stride;
+                }
             }
         }
     }
