@@ -379,6 +379,24 @@ def test_depthwise_network_shapes(isa, h, w, c, k, s):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("ow,c,k,s", [(14, 20, 3, 1), (28, 36, 5, 1), (21, 9, 3, 2), (14, 44, 5, 2), (35, 4, 3, 1)])
+def test_depthwise_rows_in_blocks_of_seven(isa, ow, c, k, s):
+    # Rows of 14, 21, 28 and 35 output pixels run as blocks of 7 (the first and last clipped, those between
+    # not), with a residual and channel tails: a block that skips or repeats a column fails here.
+    rng = rng_for("dw_sevens", ow, c, k, s)
+    pad = k // 2
+    h, w = 9, ow * s
+    x, wt, b = randn(rng, h, w, c), randn(rng, c, k, k, scale=0.3), randn(rng, c)
+    oh = (h + 2 * pad - k) // s + 1
+    assert (w + 2 * pad - k) // s + 1 == ow
+    _, r = wide(rng, (oh, ow, c), 3, 1)
+    got = gk.depthwise(isa, x, wt, b, s, pad, 1, residual=r)
+    want = F.conv2d(nchw(x), torch.from_numpy(wt).double().unsqueeze(1), torch.from_numpy(b).double(), s, pad,
+                    groups=c) + nchw(r)
+    assert_close(got, hwc(torch_act(want, 1)))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("k,s,pad", [(1, 1, 0), (7, 1, 3), (3, 3, 1), (4, 2, 1), (3, 1, 2)])
 def test_depthwise_unspecialised_kernels(isa, k, s, pad):
     rng = rng_for("dw_gen", k, s, pad)

@@ -603,12 +603,14 @@ static void dw_row(const DwCtx& ctx, const RowGeom& geom, const float* const* ro
                    const float* res_row, int32_t x_lo, int32_t x_hi) {
     const DwCtx c = ctx;  // locals: see DwCtx
     const RowGeom g = geom;
-    if (c.out_w >= kDwXB) return dw_row_blocks<kDwXB, KS, S, kFullRows>(c, g, rows, out_row, res_row, x_lo, x_hi);
-    // 7-pixel rows (the 7x7 maps at the end of every model in the zoo) as one block of 7 instead of two
-    // overlapping blocks of 4: 3x3 and 5x5 depthwise over 7x7 with 80-960 channels ran 0.64-0.69x the time
-    // (kernel alone, paired), a 5x5 stride-2 one from 14x14 0.77x.
-    if (kDwXB > 7 && c.out_w == 7)
+    // Rows of 7, 14 and 28 pixels (the 7x7, 14x14 and 28x28 maps of every model in the zoo) in blocks of 7, so
+    // that no block overlaps another: a block of 7 instead of two overlapping blocks of 4 ran 3x3 and 5x5
+    // depthwise over 7x7 with 80-960 channels in 0.64-0.69x the time (kernel alone, paired), a 5x5 stride-2 one
+    // from 14x14 in 0.77x; 14- and 28-pixel rows took 0.90-0.96x the time of blocks of 8 whose last block
+    // recomputes 2 or 4 pixels (14x14 and 28x28 with 20-336 channels, 3x3 and 5x5, stride 1 and 2).
+    if (kDwXB == 8 && c.out_w % 8 != 0 && c.out_w % 7 == 0)
         return dw_row_blocks<7, KS, S, kFullRows>(c, g, rows, out_row, res_row, x_lo, x_hi);
+    if (c.out_w >= kDwXB) return dw_row_blocks<kDwXB, KS, S, kFullRows>(c, g, rows, out_row, res_row, x_lo, x_hi);
     if (kDwXB > 4 && c.out_w >= 4)
         return dw_row_blocks<4, KS, S, kFullRows>(c, g, rows, out_row, res_row, x_lo, x_hi);
     for (int32_t x = 0; x < c.out_w; ++x)
