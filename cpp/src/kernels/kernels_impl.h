@@ -545,34 +545,38 @@ struct DwCtx {
     Epi epi;
 };
 
-// All channel tiles of XB pixels starting at output column x. The tile loop is innermost so that the block's
-// input window (a few pixels x all channels) is reused from L1 by every tile, and the address arithmetic of the
-// window is computed once for all tiles.
+// All channel tiles of `blocks` consecutive blocks of XB pixels, the first at output column x. The tile loop is
+// innermost so that a block's input window (a few pixels x all channels) is reused from L1 by every tile, and
+// the address arithmetic of the window is computed once for all tiles. A row's interior blocks come in one call:
+// with one call per block, the call (and its prologue) took a tenth of the time of 8- and 12-channel depthwise
+// (0.90-0.95x the time in one call, 112x112x8 and 56x56x12, kernel alone, paired).
 template <int XB, int KS, int S, bool kFullRows, bool kClip>
 __attribute__((noinline)) static void dw_block_tiles(const DwCtx& c, const RowGeom& g, const float* const* rows,
-                                                     int32_t x, float* out_row, const float* res_row) {
-    const int32_t ix0 = x * S - c.pad;
-    float* out_px = out_row + static_cast<int64_t>(x) * c.out_stride;
-    const float* res_px = res_row ? res_row + static_cast<int64_t>(x) * c.r_stride : nullptr;
-    constexpr int32_t kTileStride = kW * (KS * KS + 1);
-    int32_t t = 0;
-    for (; t < c.full_tiles; ++t)
-        dw_block<XB, KS, S, kTailNone, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g, ix0,
-                                                         c.packed + static_cast<int64_t>(t) * kTileStride,
-                                                         out_px + t * kW, c.out_stride, res_px ? res_px + t * kW : nullptr,
-                                                         c.r_stride, c.m, kW, c.epi);
-    if (c.rem == kW / 2)
-        dw_block<XB, KS, S, kTailHalf, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g,
-                                                         ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
-                                                         out_px + t * kW, c.out_stride,
-                                                         res_px ? res_px + t * kW : nullptr, c.r_stride, c.m, c.rem,
-                                                         c.epi);
-    else if (c.rem)
-        dw_block<XB, KS, S, kTailMasked, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g,
-                                                           ix0, c.packed + static_cast<int64_t>(t) * kTileStride,
-                                                           out_px + t * kW, c.out_stride,
-                                                           res_px ? res_px + t * kW : nullptr, c.r_stride, c.m, c.rem,
-                                                           c.epi);
+                                                     int32_t x, float* out_row, const float* res_row,
+                                                     int32_t blocks = 1) {
+    for (int32_t blk = 0; blk < blocks; ++blk, x += XB) {
+        const int32_t ix0 = x * S - c.pad;
+        float* out_px = out_row + static_cast<int64_t>(x) * c.out_stride;
+        const float* res_px = res_row ? res_row + static_cast<int64_t>(x) * c.r_stride : nullptr;
+        constexpr int32_t kTileStride = kW * (KS * KS + 1);
+        const float* wt = c.packed;
+        int32_t t = 0;
+        for (; t < c.full_tiles; ++t, wt += kTileStride)
+            dw_block<XB, KS, S, kTailNone, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g, ix0, wt,
+                                                             out_px + t * kW, c.out_stride,
+                                                             res_px ? res_px + t * kW : nullptr, c.r_stride, c.m, kW,
+                                                             c.epi);
+        if (c.rem == kW / 2)
+            dw_block<XB, KS, S, kTailHalf, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g, ix0, wt,
+                                                             out_px + t * kW, c.out_stride,
+                                                             res_px ? res_px + t * kW : nullptr, c.r_stride, c.m,
+                                                             c.rem, c.epi);
+        else if (c.rem)
+            dw_block<XB, KS, S, kTailMasked, kFullRows, kClip>(rows, t * kW, c.in_stride, c.in_w, g, ix0, wt,
+                                                               out_px + t * kW, c.out_stride,
+                                                               res_px ? res_px + t * kW : nullptr, c.r_stride, c.m,
+                                                               c.rem, c.epi);
+    }
 }
 
 // One output block of XB pixels at column x, clipped only if its window reaches into the left/right padding.
@@ -594,8 +598,16 @@ template <int XB, int KS, int S, bool kFullRows>
 static GF_INLINE void dw_row_blocks(const DwCtx& c, const RowGeom& g, const float* const* rows, float* out_row,
                                     const float* res_row, int32_t x_lo, int32_t x_hi) {
     int32_t x = 0;
-    for (; x + XB <= c.out_w; x += XB)
-        dw_block_any<XB, KS, S, kFullRows>(c, g, rows, x, out_row, res_row, x_lo, x_hi);
+    while (x + XB <= c.out_w) {
+        if (x >= x_lo && x + XB <= x_hi) {  // a run of interior blocks in one call
+            const int32_t run = (imin(x_hi, c.out_w) - x) / XB;
+            dw_block_tiles<XB, KS, S, kFullRows, false>(c, g, rows, x, out_row, res_row, run);
+            x += run * XB;
+        } else {
+            dw_block_tiles<XB, KS, S, kFullRows, true>(c, g, rows, x, out_row, res_row);
+            x += XB;
+        }
+    }
     if (x < c.out_w) dw_block_any<XB, KS, S, kFullRows>(c, g, rows, c.out_w - XB, out_row, res_row, x_lo, x_hi);
 }
 template <int KS, int S, bool kFullRows>
