@@ -242,6 +242,26 @@ def test_engine_properties(ghost_engine):
     assert engine.arena_bytes > 0 and "ghostnet_050" in repr(engine)
 
 
+def test_parallel_regions_counts_thread_pool_jobs():
+    # benchmarks/dispatch_overhead.py reads a run's regions from this counter. One thread: every op runs inline.
+    # Two threads: each op with more than one task is one job, the same number every run; a 1x1 over a 1x1 map
+    # (one task) runs inline and adds none.
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.AdaptiveAvgPool2d(1),
+                          nn.Conv2d(16, 10, 1), nn.Flatten()).eval()
+    x = inputs((3, 32, 32), n=1)
+    one = ghostfast.compile(model, (3, 32, 32), threads=1)
+    one.run(x)
+    assert one.parallel_regions == 0
+    two = ghostfast.compile(model, (3, 32, 32), threads=2)
+    counts = []
+    for _ in range(3):
+        before = two.parallel_regions
+        two.run(x)
+        counts.append(two.parallel_regions - before)
+    assert counts[0] == counts[1] == counts[2]
+    assert 2 <= counts[0] < two.num_ops
+
+
 def test_compile_rejects_bad_arguments():
     with pytest.raises(ValueError):
         ghostfast.compile("ghostnet_050", batch=0)

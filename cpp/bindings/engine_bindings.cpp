@@ -153,5 +153,6 @@ void bind_engine(nb::module_& m) {
         .def_prop_ro("isa", [](const Engine& e) { return std::string(e.isa()); })
         .def_prop_ro("arena_bytes", &Engine::arena_bytes)
         .def_prop_ro("packed_weight_bytes", &Engine::weight_bytes)
+        .def_prop_ro("parallel_regions", &Engine::parallel_regions)
         .def_prop_ro("num_ops", [](const Engine& e) { return e.program().ops.size(); });
 }

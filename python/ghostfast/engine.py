@@ -60,6 +60,8 @@ class Engine:
     arena_bytes = property(lambda self: self._core.arena_bytes, doc="activation memory, planned at compile time")
     packed_weight_bytes = property(lambda self: self._core.packed_weight_bytes)
     num_ops = property(lambda self: self._core.num_ops)
+    parallel_regions = property(lambda self: self._core.parallel_regions,
+                                doc="thread-pool jobs (a wake-up and a barrier each) run so far, over all runs")
     model = property(lambda self: self.program.meta.get("model", "?"))
 
     def save(self, path) -> None:

@@ -124,6 +124,9 @@ public:
     int32_t in_w() const;
     int32_t classes() const;
     int threads() const { return pool_.threads(); }
+    // Parallel regions (thread-pool jobs) run so far, over all runs: benchmarks/dispatch_overhead.py counts a
+    // run's regions with it.
+    uint64_t parallel_regions() const { return pool_.jobs(); }
     const char* isa() const { return kernels_->isa; }
     size_t arena_bytes() const { return arena_floats_ * sizeof(float); }
     size_t weight_bytes() const { return packed_floats_ * sizeof(float); }

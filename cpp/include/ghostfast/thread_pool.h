@@ -24,6 +24,9 @@ public:
     ThreadPool& operator=(const ThreadPool&) = delete;
 
     int threads() const { return threads_; }
+    // Jobs handed to the workers so far (runs with one task, or with one thread, run inline and do not count):
+    // the parallel regions, each a wake-up and a barrier. Safe to read from any thread.
+    uint64_t jobs() const { return job_.load(std::memory_order_relaxed); }
 
     // Runs all tasks and returns when every one has finished. Thread i (the caller is 0) owns the i-th
     // contiguous share of the tasks and claims them one at a time; a thread that runs out takes what is left
@@ -38,7 +41,7 @@ private:
 
     const int threads_;
     std::vector<std::thread> workers_;
-    uint64_t job_ = 0;  // the caller's job counter
+    std::atomic<uint64_t> job_{0};  // the caller's job counter (atomic only so that jobs() may read it)
     // Job j's description lives in slots_[j & 1], written before j is published (see work_on).
     struct Slot {
         std::atomic<int64_t> tasks{0};

@@ -74,7 +74,8 @@ void ThreadPool::run(int64_t tasks, TaskFn fn, void* context) {
         for (int64_t t = 0; t < tasks; ++t) fn(context, t);
         return;
     }
-    const uint64_t job = ++job_;
+    const uint64_t job = job_.load(std::memory_order_relaxed) + 1;  // only this thread writes it
+    job_.store(job, std::memory_order_relaxed);
     Slot& slot = published_.slots[job & 1];
     slot.fn.store(fn, std::memory_order_relaxed);
     slot.context.store(context, std::memory_order_relaxed);
