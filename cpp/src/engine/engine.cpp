@@ -429,10 +429,12 @@ void Engine::plan_streaming() {
             continue;
         }
         // One thread: a ring for the raw primary rows, after the ring of a Ghost module streaming into this one.
-        const size_t in_ring = i > 0 && streams_[i - 1] == kStreamGhost
-                                   ? static_cast<size_t>(ghost_band_ring_rows(p.ops[i - 1])) * b.w * plane_of(g.inputs[0]).c
-                                   : 0;
-        const size_t raw_ring = raw_plane ? static_cast<size_t>(ghost_band_ring_rows(g)) * b.w * g.params[0] : 0;
+        const size_t in_ring =
+            i > 0 && streams_[i - 1] == kStreamGhost
+                ? static_cast<size_t>(ghost_band_ring_rows(p.ops[i - 1], b.h, b.w)) * b.w * plane_of(g.inputs[0]).c
+                : 0;
+        const size_t raw_ring =
+            raw_plane ? static_cast<size_t>(ghost_band_ring_rows(g, b.h, b.w)) * b.w * g.params[0] : 0;
         scratch = std::max(scratch, in_ring + raw_ring);
         if (g.inputs.size() != 1 || i + 1 == p.ops.size() || (i > 0 && streams_[i - 1]) || !sole_reader(i)) continue;
         const OpSpec& next = p.ops[i + 1];

@@ -157,7 +157,8 @@ GhostRows Engine::ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in
     const Prepared& op = *prepared_[op_index];
     const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
     RowBuffer raw;
-    if (ghost_fuses_residual(spec)) raw = {scratch_.data() + raw_offset, spec.params[0], ghost_band_ring_rows(spec)};
+    if (ghost_fuses_residual(spec))
+        raw = {scratch_.data() + raw_offset, spec.params[0], ghost_band_ring_rows(spec, op.out.h, op.out.w)};
     return GhostRows(*kernels_, ghost_shape(op_index), in, {op.out.image(img), op.out.stride, 0},
                      res ? res->image(img) : nullptr, res ? res->stride : 0, raw);
 }
@@ -199,20 +200,20 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
 
 // A Ghost module (op i) and the Ghost module that is its only reader (op i + 1, e.g. the two halves of a
 // stride-1 GhostNet bottleneck), one thread: op i's rows go through a ring (ghost_band_ring_rows) that
-// op i + 1's 1x1 reads kGhostBandRows rows at a time. Ring safety: a step writes op i's primary rows up to
+// op i + 1's 1x1 reads ghost_band_rows rows at a time. Ring safety: a step writes op i's primary rows up to
 // target + pad; the oldest row still read (op i's cheap depthwise, op i + 1's next 1x1 rows) is
 // >= target_before - pad, one band + 2 pad rows back.
 void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
     const Prepared& a = *prepared_[op_index];
     const int32_t h = a.out.h, pad_a = program_.ops[op_index].params[2] / 2;
-    const RowBuffer ring{scratch_.data(), a.out.c, ghost_band_ring_rows(program_.ops[op_index])};
+    const RowBuffer ring{scratch_.data(), a.out.c, ghost_band_ring_rows(program_.ops[op_index], a.out.h, a.out.w)};
     const size_t raw_offset = static_cast<size_t>(ring.ring) * a.out.w * a.out.c;
     for (int32_t img = 0; img < n; ++img) {
         GhostRows producer(*kernels_, ghost_shape(op_index), {a.in[0].image(img), a.in[0].stride, 0}, ring, nullptr,
                            0, {});
         GhostRows consumer = ghost_rows_to_plane(op_index + 1, img, ring, raw_offset);
         while (consumer.done() < h) {
-            const int32_t target = std::min(h, consumer.primary_done() + kGhostBandRows);
+            const int32_t target = std::min(h, consumer.primary_done() + ghost_band_rows(h, a.out.w));
             producer.advance(target == h ? h : target + pad_a);
             consumer.advance(target);
         }
@@ -336,7 +337,7 @@ void Engine::execute(size_t op_index, int32_t n) {
                 // Bands of rows: the depthwise consumes primary rows while they are still in cache.
                 for (int32_t img = 0; img < n; ++img) {
                     GhostRows rows = ghost_rows_to_plane(op_index, img, {x.image(img), x.stride, 0}, 0);
-                    while (rows.done() < y.h) rows.advance(rows.primary_done() + kGhostBandRows);
+                    while (rows.done() < y.h) rows.advance(rows.primary_done() + ghost_band_rows(y.h, y.w));
                 }
                 break;
             }
