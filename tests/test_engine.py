@@ -148,6 +148,33 @@ def test_small_maps_odd_channels(threads):
     assert_parity(np.concatenate([engine.run(x[i:i + 1]) for i in range(3)]), ref)
 
 
+@pytest.mark.parametrize("size", [112, 117])
+def test_ghost_modules_in_row_slices(size):
+    # At 2 threads a Ghost module on a map of at least 112 rows runs as one region of 8 row slices, and the cheap
+    # rows at an edge between two slices are computed by whichever of the two finishes second. 117 rows make
+    # slices of unequal heights; a batch of 3 runs the ReLU module's images in one region and the fused-residual
+    # module's images one after another. At 111 rows each module runs as two regions (its 1x1, its depthwise).
+    from ghostfast.models.ghostnet import GhostBottleneck
+    from ghostfast.models.layers import ConvNormAct
+
+    model = randomized(nn.Sequential(
+        ConvNormAct(3, 16, 3, stride=1, act_layer=nn.ReLU),
+        GhostBottleneck(16, 40, 16),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ))
+    x = inputs((3, size, size), n=3)
+    engine = ghostfast.compile(model, input_size=size, batch=3, threads=2)
+    assert_parity(engine.run(x), reference(model, x))
+
+    def regions(e):
+        before = e.parallel_regions
+        e.run(np.ascontiguousarray(x[:1, :, :e.input_shape[1], :e.input_shape[2]]))
+        return e.parallel_regions - before
+
+    unsliced = ghostfast.compile(model, input_size=111, threads=2)
+    assert regions(unsliced) - regions(engine) == 2
+
+
 def test_unsupported_layer_is_named():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(8, 2)).eval()

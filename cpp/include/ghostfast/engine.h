@@ -133,6 +133,7 @@ public:
 
 private:
     struct Prepared;
+    struct SliceEdge;
     void validate();
     void pack_weights();
     void plan_streaming();
@@ -163,6 +164,8 @@ private:
     // op i + 1 (a depthwise or a Ghost module, its only reader), which then does nothing of its own; their
     // intermediate value gets no arena space. Single-thread engines only (executor.cpp).
     std::vector<uint8_t> streams_;
+    // Where a Ghost module's row slices meet at more than one thread (executor.cpp), per image and slice.
+    std::unique_ptr<SliceEdge[]> slice_edges_;
     const float* run_input_ = nullptr;  // the caller's input during run_locked
     std::mutex mutex_;
 };

@@ -105,6 +105,7 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
     pack_weights();
     plan_streaming();
     plan_arena();
+    slice_edges_.reset(new SliceEdge[static_cast<size_t>(program_.max_batch) * kMaxGhostSlices]);
     int64_t readers = 0;
     for (size_t i = 0; i < program_.ops.size(); ++i)
         for (int32_t v : program_.ops[i].inputs)
@@ -327,6 +328,14 @@ void Engine::validate() {
 bool ghost_fuses_residual(const OpSpec& op) {
     return static_cast<OpType>(op.type) == OpType::kGhost && op.inputs.size() == 2 && op.params[1] > 0 &&
            static_cast<Act>(op.params[3]) == Act::kNone && static_cast<Act>(op.params[4]) == Act::kNone;
+}
+
+int32_t ghost_row_slices(const OpSpec& ghost, int32_t h, int threads) {
+    if (threads < 2 || (ghost.inputs.size() == 2 && !ghost_fuses_residual(ghost))) return 0;
+    const int32_t per_thread = std::min(h / (threads * kGhostSliceRows), kGhostSlicesPerThread);
+    if (per_thread < kGhostSlicesPerThread) return 0;
+    const int32_t slices = std::min(per_thread * threads, kMaxGhostSlices);
+    return h / slices > ghost.params[2] / 2 * 2 ? slices : 0;  // every slice has rows besides its edge rows
 }
 
 void Engine::pack_weights() {

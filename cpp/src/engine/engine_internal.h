@@ -1,6 +1,7 @@
 // Engine internals shared by engine.cpp (build) and executor.cpp (run).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -30,6 +31,25 @@ constexpr int64_t kGhostWholeMapPixels = 196;
 inline int32_t ghost_band_rows(int32_t h, int32_t w) {
     return int64_t{h} * w <= kGhostWholeMapPixels ? h : kGhostBandRows;
 }
+// A Ghost module at more than one thread runs as one parallel region of row slices, each a band loop over its
+// rows (GhostRows), where each thread gets kGhostSlicesPerThread slices of at least kGhostSliceRows rows (the
+// 112x112 maps at 224 x 224, 2 threads) and the residual, if any, is fused; otherwise (0 slices) as two regions,
+// its 1x1 and then its depthwise, each split into row tasks. GhostNet 1.0x, 2 threads, per block in one process:
+// blocks 0 and 1 0.89x and 0.95x, the model 0.994x. On 56x56 and 28x28 maps slices of 7 or 14 rows measured
+// 0.97-1.06x, on 14x14 maps 1.1-1.3x: fewer tasks to even out a late thread, and edge rows that are a large
+// share of a slice's depthwise.
+constexpr int32_t kGhostSliceRows = 14;
+constexpr int32_t kGhostSlicesPerThread = 4;
+constexpr int32_t kMaxGhostSlices = 64;
+int32_t ghost_row_slices(const OpSpec& ghost, int32_t h, int threads);
+// An edge between two row slices: the two slices each arrive once per run, and the second to arrive computes
+// the cheap rows either side of it (they read primary rows of both). Arrivals only grow, by two per run, so
+// an odd count before one's own arrival means the other slice has finished.
+struct alignas(64) Engine::SliceEdge {
+    std::atomic<uint32_t> arrivals{0};
+    bool second_arrival() { return (arrivals.fetch_add(1, std::memory_order_acq_rel) & 1) != 0; }
+};
+
 // Output rows of the depthwise computed per step when a Ghost module streams into it.
 constexpr int32_t kStreamOutRows = 4;
 

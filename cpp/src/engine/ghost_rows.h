@@ -34,16 +34,25 @@ public:
     // the residual rides in the kernels' epilogues (ghost_fuses_residual) and `raw` receives the primary rows
     // before it, for the cheap depthwise to read; otherwise it is a separate pass. A ring output takes no
     // residual.
+    //
+    // A slice [first, last) of the rows (threads, executor.cpp): primary rows first..last - 1, cheap rows
+    // except the pad rows next to an inner edge (first > 0, last < h), which read primary rows of the slice
+    // next to it; cheap_rows() computes those once both slices' primary rows exist. A slice takes no unfused
+    // residual (it would change primary rows that the neighbour's edge rows still read).
     GhostRows(const KernelTable& k, const GhostShape& s, RowBuffer in, RowBuffer out, const float* residual,
-              int64_t r_stride, RowBuffer raw);
+              int64_t r_stride, RowBuffer raw, int32_t first = 0, int32_t last = -1);
 
-    // Computes primary rows up to `rows` (their input rows must be available) and every output row whose
-    // inputs then exist. A caller streaming into rings keeps rows alive as ghost_ring_rows() describes.
+    // Computes primary rows up to `rows` (their input rows must be available; at most the slice's end) and
+    // every output row whose inputs then exist. A caller streaming into rings keeps rows alive as
+    // ghost_ring_rows() describes.
     void advance(int32_t rows);
-    // Output rows [0, done()) are complete.
+    // Output rows [first, done()) are complete (apart from a slice's edge rows).
     int32_t done() const { return cheap_done_; }
-    // Primary rows computed so far.
+    // Primary rows computed so far (from the first).
     int32_t primary_done() const { return prim_done_; }
+    // Cheap (depthwise) output rows [r0, r1), clipped to the map, whatever the slice: their primary rows, pad
+    // either side, must exist.
+    void cheap_rows(int32_t r0, int32_t r1);
 
 private:
     void add_residual(int32_t r0, int32_t r1, int32_t c0, int32_t c1);
@@ -54,7 +63,9 @@ private:
     const float* res_;
     int64_t r_stride_;
     int32_t pad_;
-    int32_t prim_done_ = 0, cheap_done_ = 0, res_done_ = 0;
+    int32_t last_;        // the slice's end row
+    int32_t cheap_last_;  // its cheap rows end here (pad_ short of an inner edge)
+    int32_t prim_done_, cheap_done_, res_done_;
 };
 
 }  // namespace ghostfast

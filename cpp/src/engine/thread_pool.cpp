@@ -60,6 +60,10 @@ void ThreadPool::work_on(uint64_t job, int self) {
             ++done;
             cur = next.load(std::memory_order_acquire);
         }
+        // Its own share done, a thread reports it before looking at the others' shares: the caller is often
+        // waiting for just that, and the look at the caller's range (a cache line the caller holds) would
+        // otherwise delay the report by one transfer (a chain of two-task jobs: 0.94x and 1 / 1.064 per job).
+        if (r == 0) finish(done), done = 0;
     }
     finish(done);
 }
