@@ -5,7 +5,8 @@
 Engine versions: `old` = d33afa9 (old-engine-run*), `new1` = the first session's commits (new-engine-run1..5),
 `new2` = the second session's (new-engine-run6..10), `new3` = the third session's last engine commit, ab61484
 (new-engine-run15..19), `new4` = the fourth session's last engine commit, 0233e86 (new-engine-run25..29), `new5` =
-the fifth session's last engine commit, a69cae1 (new-engine-run35..39).
+the fifth session's last engine commit, a69cae1 (new-engine-run35..39), `new6` = the sixth session's last engine
+commit, 3b33c42 (new-engine-run40..44).
 Runs at intermediate states are left out: new-engine-run11 (8b0a83a) and run12..14 (a3a432d built with an experiment
 that was then dropped: small-SE threshold 512 KiB) in the third session; new-engine-run20 (22252ab) and run21..24
 (23d697e, before the stem change) in the fourth; new-engine-run30..34 (c65d2c1, before the one-band small maps) in
@@ -21,8 +22,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 40)}
-VERSIONS = ("old", "new1", "new2", "new3", "new4", "new5")
+IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 45)}
+VERSIONS = ("old", "new1", "new2", "new3", "new4", "new5", "new6")
 
 
 def version(run: str):
@@ -37,7 +38,9 @@ def version(run: str):
         return "new3"
     if 25 <= number <= 29:
         return "new4"
-    return "new5" if number >= 35 else None  # 11..14, 20..24 and 30..34: intermediate states, not counted
+    if 35 <= number <= 39:
+        return "new5"
+    return "new6" if number >= 40 else None  # 11..14, 20..24 and 30..34: intermediate states, not counted
 
 
 here = Path(__file__).parent

@@ -142,6 +142,7 @@ private:
     void execute(size_t op_index, int32_t n);
     void run_ghost_into_depthwise(size_t op_index, int32_t n);
     void run_ghost_into_ghost(size_t op_index, int32_t n);
+    void run_ghost_slices(size_t op_index, int32_t n, int32_t slices);
     GhostShape ghost_shape(size_t op_index) const;
     GhostRows ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in, size_t raw_offset);
     View view_of(int32_t value) const;

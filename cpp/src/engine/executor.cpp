@@ -220,6 +220,37 @@ void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
     }
 }
 
+// A Ghost module at threads, in row slices (ghost_row_slices): one region, each slice a band loop over its rows.
+// The cheap rows next to an edge between two slices read primary rows of both: the second slice to finish
+// computes them, so no slice waits for another. Fused, scratch holds one image's raw primary rows, so the images
+// go one after another.
+void Engine::run_ghost_slices(size_t op_index, int32_t n, int32_t slices) {
+    const OpSpec& spec = program_.ops[op_index];
+    const Prepared& op = *prepared_[op_index];
+    const View& x = op.in[0];
+    const View& y = op.out;
+    const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
+    const bool fused = ghost_fuses_residual(spec);
+    const int32_t init = spec.params[0], pad = spec.params[2] / 2;
+    const int32_t band = ghost_band_rows(y.h, y.w), images = fused ? 1 : n;
+    const GhostShape shape = ghost_shape(op_index);
+    for (int32_t img0 = 0; img0 < n; img0 += images) {
+        auto task = [&](int64_t t) {
+            const int32_t img = img0 + static_cast<int32_t>(t / slices), s = static_cast<int32_t>(t % slices);
+            const int32_t first = y.h * s / slices, last = y.h * (s + 1) / slices;
+            RowBuffer raw;
+            if (fused) raw = {scratch_.data(), init, 0};
+            GhostRows rows(*kernels_, shape, {x.image(img), x.stride, 0}, {y.image(img), y.stride, 0},
+                           res ? res->image(img) : nullptr, res ? res->stride : 0, raw, first, last);
+            while (rows.primary_done() < last) rows.advance(rows.primary_done() + band);
+            SliceEdge* edges = slice_edges_.get() + int64_t{img} * kMaxGhostSlices;
+            if (s > 0 && edges[s].second_arrival()) rows.cheap_rows(first - pad, first + pad);
+            if (s + 1 < slices && edges[s + 1].second_arrival()) rows.cheap_rows(last - pad, last + pad);
+        };
+        parallel(int64_t{images} * slices, task);
+    }
+}
+
 void Engine::execute(size_t op_index, int32_t n) {
     if (streams_[op_index] == kStreamDepthwise) return run_ghost_into_depthwise(op_index, n);
     if (streams_[op_index] == kStreamGhost) return run_ghost_into_ghost(op_index, n);
@@ -373,30 +404,7 @@ void Engine::execute(size_t op_index, int32_t n) {
                 float* base = y.image(img) + c0;
                 k.add(base, y.stride, res->image(img) + c0, res->stride, base, y.stride, c1 - c0, Act::kNone, p0, p1);
             };
-            // Row slices: one region, each slice a band loop over its rows (engine_internal.h). The cheap rows
-            // next to an edge between two slices read primary rows of both: the second slice to finish computes
-            // them, so no slice waits for another. Fused, scratch holds one image's raw primary rows, so the
-            // images go one after another.
-            if (const int32_t slices = ghost_row_slices(spec, y.h, threads)) {
-                const int32_t band = ghost_band_rows(y.h, y.w), images = fused ? 1 : n;
-                const GhostShape shape = ghost_shape(op_index);
-                for (int32_t img0 = 0; img0 < n; img0 += images) {
-                    auto task = [&](int64_t t) {
-                        const int32_t img = img0 + static_cast<int32_t>(t / slices), s = static_cast<int32_t>(t % slices);
-                        const int32_t first = y.h * s / slices, last = y.h * (s + 1) / slices;
-                        RowBuffer raw;
-                        if (fused) raw = {scratch_.data(), init, 0};
-                        GhostRows rows(k, shape, {x.image(img), x.stride, 0}, {y.image(img), y.stride, 0},
-                                       res ? res->image(img) : nullptr, res ? res->stride : 0, raw, first, last);
-                        while (rows.primary_done() < last) rows.advance(rows.primary_done() + band);
-                        SliceEdge* edges = slice_edges_.get() + int64_t{img} * kMaxGhostSlices;
-                        if (s > 0 && edges[s].second_arrival()) rows.cheap_rows(first - pad, first + pad);
-                        if (s + 1 < slices && edges[s + 1].second_arrival()) rows.cheap_rows(last - pad, last + pad);
-                    };
-                    parallel(int64_t{images} * slices, task);
-                }
-                break;
-            }
+            if (const int32_t slices = ghost_row_slices(spec, y.h, threads)) return run_ghost_slices(op_index, n, slices);
             // Primary for all rows, then depthwise, then (unfused) the residual, each split by rows.
             // (Running the band loop per range of weight panels instead, with no barriers in between, measured
             // 0-7% slower at 2 threads on GhostNet 0.5x-1.3x in paired rounds: more, smaller GEMM calls with
