@@ -105,7 +105,8 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
     pack_weights();
     plan_streaming();
     plan_arena();
-    slice_edges_.reset(new SliceEdge[static_cast<size_t>(program_.max_batch) * kMaxGhostSlices]);
+    if (pool_.threads() > 1)  // (ghost_row_slices: one thread never slices)
+        slice_edges_.reset(new SliceEdge[static_cast<size_t>(program_.max_batch) * kMaxGhostSlices]);
     int64_t readers = 0;
     for (size_t i = 0; i < program_.ops.size(); ++i)
         for (int32_t v : program_.ops[i].inputs)
