@@ -372,6 +372,7 @@ void Engine::execute(size_t op_index, int32_t n) {
                 }
                 break;
             }
+            if (const int32_t slices = ghost_row_slices(spec, y.h, threads)) return run_ghost_slices(op_index, n, slices);
             // Threads. fused: the GEMM adds the residual to the primary half and keeps its output before the
             // residual in scratch (one image), which the depthwise reads, adding the residual to the cheap half.
             // Otherwise the residual is a pass after the depthwise has read the primary rows it needs.
@@ -404,7 +405,6 @@ void Engine::execute(size_t op_index, int32_t n) {
                 float* base = y.image(img) + c0;
                 k.add(base, y.stride, res->image(img) + c0, res->stride, base, y.stride, c1 - c0, Act::kNone, p0, p1);
             };
-            if (const int32_t slices = ghost_row_slices(spec, y.h, threads)) return run_ghost_slices(op_index, n, slices);
             // Primary for all rows, then depthwise, then (unfused) the residual, each split by rows.
             // (Running the band loop per range of weight panels instead, with no barriers in between, measured
             // 0-7% slower at 2 threads on GhostNet 0.5x-1.3x in paired rounds: more, smaller GEMM calls with
