@@ -163,7 +163,8 @@ private:
     int64_t planar_input_op_ = -1;
     // streams_[i] (StreamKind): op i, a Ghost module, streams its rows through a ring buffer in scratch_ into
     // op i + 1 (a depthwise or a Ghost module, its only reader), which then does nothing of its own; their
-    // intermediate value gets no arena space. Single-thread engines only (executor.cpp).
+    // intermediate value gets no arena space. At more threads, only a Ghost module into a depthwise of at least
+    // kStreamSliceMinRows output rows, in row slices (executor.cpp).
     std::vector<uint8_t> streams_;
     // Where a Ghost module's row slices meet at more than one thread (executor.cpp), per image and slice.
     std::unique_ptr<SliceEdge[]> slice_edges_;

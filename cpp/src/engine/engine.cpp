@@ -339,6 +339,11 @@ int32_t ghost_row_slices(const OpSpec& ghost, int32_t h, int threads) {
     return h / slices > ghost.params[2] / 2 * 2 ? slices : 0;  // every slice has rows besides its edge rows
 }
 
+int32_t ghost_stream_slices(int32_t out_h, int threads) {
+    if (threads < 2 || out_h < kStreamSliceMinRows) return 0;
+    return std::min(out_h / kStreamOutRows, kStreamSlicesPerThread * threads);
+}
+
 void Engine::pack_weights() {
     const ProgramSpec& p = program_;
     prepared_.clear();
@@ -434,8 +439,15 @@ void Engine::plan_streaming() {
         if (static_cast<OpType>(g.type) != OpType::kGhost) continue;
         const BufferSpec& b = plane_of(g.output);
         const size_t raw_plane = ghost_fuses_residual(g) ? static_cast<size_t>(b.h) * b.w * g.params[0] : 0;
-        if (!one_thread) {  // threads: the fused residual keeps a whole image's primary output
+        if (!one_thread) {  // threads: the fused residual keeps a whole image's primary output; a ring per slice
             scratch = std::max(scratch, raw_plane);
+            if (g.inputs.size() != 1 || i + 1 == p.ops.size() || !sole_reader(i)) continue;
+            const OpSpec& next = p.ops[i + 1];
+            if (static_cast<OpType>(next.type) != OpType::kDepthwise || next.inputs.size() != 1) continue;
+            const int32_t slices = ghost_stream_slices(plane_of(next.output).h, pool_.threads());
+            if (slices == 0) continue;
+            streams_[i] = kStreamDepthwise;
+            scratch = std::max(scratch, size_t(slices) * ghost_ring_rows(g, next) * b.w * b.c);
             continue;
         }
         // One thread: a ring for the raw primary rows, after the ring of a Ghost module streaming into this one.
@@ -474,6 +486,9 @@ void Engine::plan_arena() {
         const bool streamed_in = i > 0 && streams_[i - 1];  // its input 0 lives in a ring, not the arena
         for (size_t s = streamed_in ? 1 : 0; s < p.ops[i].inputs.size(); ++s) touch(p.ops[i].inputs[s], static_cast<int64_t>(i));
         if (!streams_[i]) touch(p.ops[i].output, static_cast<int64_t>(i));
+        // A streamed pair writes op i + 1's output while op i still reads its inputs (at threads, one slice's
+        // output rows while another slice reads input rows further up), so they may not share memory.
+        else touch(p.ops[i + 1].output, static_cast<int64_t>(i));
     }
     touch(p.output_value, static_cast<int64_t>(p.ops.size()));
 

@@ -163,13 +163,15 @@ GhostRows Engine::ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in
                      res ? res->image(img) : nullptr, res ? res->stride : 0, raw);
 }
 
-// A Ghost module (op i) and the depthwise that is its only reader (op i + 1), one thread: the Ghost module's
+// A Ghost module (op i) and the depthwise that is its only reader (op i + 1): the Ghost module's
 // output rows go through a ring of a few rows in scratch_ (ghost_ring_rows) instead of a full-size plane. Per
 // step: the depthwise's next kStreamOutRows output rows, after the Ghost rows they read. For GhostNet 1.0x's
 // first stride-2 block this replaces a 2.4 MB plane, written and read back through memory, with a 280 KB ring
 // that stays in L2 (4 output rows per step measured 1-2% faster than 2 and than 8 in paired rounds).
 // Ring safety: a step writes primary rows up to `prim`; the oldest row still read is min(rows the cheap
-// depthwise reads, rows the depthwise reads) >= prim - ghost_ring_rows, so no live row is overwritten.
+// depthwise reads, rows the depthwise reads) >= prim - ghost_ring_rows, so no live row is overwritten; a
+// slice's first step writes fewer rows than a ring holds. At threads, one region of slices of the depthwise's
+// output rows, each with its own ring (ghost_stream_slices).
 void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
     const OpSpec& gs = program_.ops[op_index];
     const OpSpec& ds = program_.ops[op_index + 1];
@@ -180,21 +182,39 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
     const int32_t h = g.out.h, c = g.out.c;  // the Ghost module's output, held in the ring only
     const int32_t pad_cheap = gs.params[2] / 2;
     const int32_t dk = ds.params[0], ds_stride = ds.params[1], dpad = ds.params[2];
+    const int32_t slices = std::max(1, ghost_stream_slices(z.h, pool_.threads()));
     const RowBuffer ring{scratch_.data(), c, ghost_ring_rows(gs, ds)};
+    const int64_t ring_floats = int64_t{ring.ring} * g.out.w * c;
     DepthwiseArgs next;  // ring rows -> the depthwise's output plane
-    next.in = ring.data, next.in_ring = ring.ring, next.in_h = h, next.in_w = g.out.w, next.in_stride = c;
+    next.in_ring = ring.ring, next.in_h = h, next.in_w = g.out.w, next.in_stride = c;
     next.out_h = z.h, next.out_w = z.w, next.out_stride = z.stride, next.channels = c;
     next.kernel = dk, next.stride = ds_stride, next.pad = dpad, next.act = static_cast<Act>(ds.params[3]);
     next.packed = d.packed[0].data();
-    for (int32_t img = 0; img < n; ++img) {
-        GhostRows rows(*kernels_, ghost_shape(op_index), {x.image(img), x.stride, 0}, ring, nullptr, 0, {});
-        next.out = z.image(img);
-        for (int32_t yo = 0; yo < z.h; yo += kStreamOutRows) {
-            const int32_t yo_end = std::min(z.h, yo + kStreamOutRows);
-            const int32_t need = std::min(h, (yo_end - 1) * ds_stride - dpad + dk);  // Ghost rows [0, need)
+    const GhostShape shape = ghost_shape(op_index);
+    // Slice s: the depthwise's output rows [y0, y1), which read Ghost rows [g0, g1); the Ghost module computes
+    // those and the primary rows their cheap depthwise reads, pad_cheap either side, into the slice's own ring.
+    auto slice = [&](int32_t img, int32_t s) {
+        const int32_t y0 = z.h * s / slices, y1 = z.h * (s + 1) / slices;
+        const int32_t g0 = std::max(0, y0 * ds_stride - dpad), g1 = std::min(h, (y1 - 1) * ds_stride - dpad + dk);
+        const RowBuffer own{ring.data + s * ring_floats, ring.stride, ring.ring};
+        GhostRows rows(*kernels_, shape, {x.image(img), x.stride, 0}, own, nullptr, 0, {}, std::max(0, g0 - pad_cheap),
+                       std::min(h, g1 + pad_cheap));
+        DepthwiseArgs a = next;
+        a.in = own.data, a.out = z.image(img);
+        for (int32_t yo = y0; yo < y1; yo += kStreamOutRows) {
+            const int32_t yo_end = std::min(y1, yo + kStreamOutRows);
+            const int32_t need = std::min(h, (yo_end - 1) * ds_stride - dpad + dk);  // Ghost rows up to need
             rows.advance(need == h ? h : need + pad_cheap);
-            kernels_->depthwise(next, yo, yo_end);
+            kernels_->depthwise(a, yo, yo_end);
         }
+    };
+    for (int32_t img = 0; img < n; ++img) {
+        if (slices == 1) {
+            slice(img, 0);
+            continue;
+        }
+        auto task = [&](int64_t t) { slice(img, static_cast<int32_t>(t)); };
+        parallel(slices, task);
     }
 }
 
