@@ -142,6 +142,7 @@ private:
     void execute(size_t op_index, int32_t n);
     void run_ghost_into_depthwise(size_t op_index, int32_t n);
     void run_ghost_into_ghost(size_t op_index, int32_t n);
+    void run_ghost_into_ghost_slices(size_t op_index, int32_t n, int32_t slices);
     void run_ghost_slices(size_t op_index, int32_t n, int32_t slices);
     GhostShape ghost_shape(size_t op_index) const;
     GhostRows ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in, size_t raw_offset);
@@ -163,8 +164,8 @@ private:
     int64_t planar_input_op_ = -1;
     // streams_[i] (StreamKind): op i, a Ghost module, streams its rows through a ring buffer in scratch_ into
     // op i + 1 (a depthwise or a Ghost module, its only reader), which then does nothing of its own; their
-    // intermediate value gets no arena space. At more threads, only a Ghost module into a depthwise of at least
-    // kStreamSliceMinRows output rows, in row slices (executor.cpp).
+    // intermediate value gets no arena space. At more threads, only into a consumer of at least kStreamSliceMinRows
+    // output rows (a Ghost consumer with no residual or a fused one), in row slices (executor.cpp).
     std::vector<uint8_t> streams_;
     // Where a Ghost module's row slices meet at more than one thread (executor.cpp), per image and slice.
     std::unique_ptr<SliceEdge[]> slice_edges_;

@@ -341,7 +341,7 @@ int32_t ghost_row_slices(const OpSpec& ghost, int32_t h, int threads) {
 
 int32_t ghost_stream_slices(int32_t out_h, int threads) {
     if (threads < 2 || out_h < kStreamSliceMinRows) return 0;
-    return std::min(out_h / kStreamOutRows, kStreamSlicesPerThread * threads);
+    return std::min({out_h / kStreamOutRows, kStreamSlicesPerThread * threads, kMaxGhostSlices});
 }
 
 void Engine::pack_weights() {
@@ -441,13 +441,21 @@ void Engine::plan_streaming() {
         const size_t raw_plane = ghost_fuses_residual(g) ? static_cast<size_t>(b.h) * b.w * g.params[0] : 0;
         if (!one_thread) {  // threads: the fused residual keeps a whole image's primary output; a ring per slice
             scratch = std::max(scratch, raw_plane);
-            if (g.inputs.size() != 1 || i + 1 == p.ops.size() || !sole_reader(i)) continue;
+            if (g.inputs.size() != 1 || i + 1 == p.ops.size() || (i > 0 && streams_[i - 1]) || !sole_reader(i)) continue;
             const OpSpec& next = p.ops[i + 1];
-            if (static_cast<OpType>(next.type) != OpType::kDepthwise || next.inputs.size() != 1) continue;
             const int32_t slices = ghost_stream_slices(plane_of(next.output).h, pool_.threads());
             if (slices == 0) continue;
-            streams_[i] = kStreamDepthwise;
-            scratch = std::max(scratch, size_t(slices) * ghost_ring_rows(g, next) * b.w * b.c);
+            if (static_cast<OpType>(next.type) == OpType::kDepthwise && next.inputs.size() == 1) {
+                streams_[i] = kStreamDepthwise;
+                scratch = std::max(scratch, size_t(slices) * ghost_ring_rows(g, next) * b.w * b.c);
+            } else if (static_cast<OpType>(next.type) == OpType::kGhost &&
+                       (next.inputs.size() == 1 || ghost_fuses_residual(next)) &&
+                       b.h / slices > next.params[2] / 2 * 2) {  // slices with rows besides their edge rows
+                // (a slice takes no unfused residual: GhostRows). The consumer's raw plane, then the rings.
+                streams_[i] = kStreamGhost;
+                const size_t raw = ghost_fuses_residual(next) ? (size_t{b.h} * b.w * next.params[0] + 15) / 16 * 16 : 0;
+                scratch = std::max(scratch, raw + size_t(slices) * ghost_band_ring_rows(g, b.h, b.w) * b.w * b.c);
+            }
             continue;
         }
         // One thread: a ring for the raw primary rows, after the ring of a Ghost module streaming into this one.

@@ -52,17 +52,20 @@ struct alignas(64) Engine::SliceEdge {
 
 // Output rows of the depthwise computed per step when a Ghost module streams into it.
 constexpr int32_t kStreamOutRows = 4;
-// A Ghost module streaming into a depthwise at more than one thread: the depthwise's output rows in
-// kStreamSlicesPerThread slices per thread, each its own streaming loop over its own ring, with no hand-off
-// between slices: a slice recomputes the few Ghost rows (and their primary rows) that its depthwise reads beyond
-// its edge. One region instead of two, and the Ghost output stays in each core's L2 instead of going to memory
-// as a full plane that the depthwise then reads back. GhostNet 1.0x, 2 threads, per block in one process over
-// 20 rounds: block 1 (112x112x48 into a depthwise of 56 rows) 0.83x. Depthwise outputs of 28 rows (block 3)
-// measured 0.97-1.02x, of 14 rows with 2 slices per thread 1.5x: the recomputed rows are a larger share of a
-// slice. 2 slices per thread (more even shares, twice the recomputed rows) made block 1 0.87x.
+// A Ghost module streaming into a depthwise or a Ghost module at more than one thread: the consumer's output rows
+// in kStreamSlicesPerThread slices per thread, each its own streaming loop over its own ring. A slice's producer
+// recomputes the few rows beyond the slice's edge that the consumer reads (a depthwise's window, the cheap
+// depthwise's pad rows of primary output); a Ghost consumer's cheap rows at an edge are computed by the second
+// slice to finish, as in run_ghost_slices. One region instead of two to four, and the intermediate rows stay in
+// each core's L2 instead of going to memory as a full plane that the consumer reads back. GhostNet 1.0x,
+// 2 threads, per block in one process: block 1 (112x112x48 into a depthwise of 56 rows) 0.83x over 20 rounds;
+// blocks 0 and 2 (Ghost into Ghost, 112 and 56 rows) 0.93x and 0.92x over 60 rounds in a slow phase, within
+// the noise (0.95-1.04x) in a fast one. Outputs of 28 rows (block 3's depthwise) measured 0.97-1.02x, of 14 rows
+// with 2 slices per thread 1.5x: the recomputed rows are a larger share of a slice. 2 slices per thread (more
+// even shares, twice the recomputed rows) made block 1 0.87x.
 constexpr int32_t kStreamSliceMinRows = 56;
 constexpr int32_t kStreamSlicesPerThread = 1;
-// Slices of a streamed depthwise of out_h output rows at `threads` (0: not streamed).
+// Slices of a streamed consumer of out_h output rows at `threads` (0: not streamed; at most kMaxGhostSlices).
 int32_t ghost_stream_slices(int32_t out_h, int threads);
 
 // Ring rows that hold everything still read at any step (see GhostRows::advance and executor.cpp). A Ghost

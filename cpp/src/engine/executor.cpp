@@ -219,11 +219,13 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
 }
 
 // A Ghost module (op i) and the Ghost module that is its only reader (op i + 1, e.g. the two halves of a
-// stride-1 GhostNet bottleneck), one thread: op i's rows go through a ring (ghost_band_ring_rows) that
+// stride-1 GhostNet bottleneck), one thread (threads: run_ghost_into_ghost_slices): op i's rows go through a ring (ghost_band_ring_rows) that
 // op i + 1's 1x1 reads ghost_band_rows rows at a time. Ring safety: a step writes op i's primary rows up to
 // target + pad; the oldest row still read (op i's cheap depthwise, op i + 1's next 1x1 rows) is
 // >= target_before - pad, one band + 2 pad rows back.
 void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
+    if (const int32_t slices = ghost_stream_slices(prepared_[op_index]->out.h, pool_.threads()))
+        return run_ghost_into_ghost_slices(op_index, n, slices);
     const Prepared& a = *prepared_[op_index];
     const int32_t h = a.out.h, pad_a = program_.ops[op_index].params[2] / 2;
     const RowBuffer ring{scratch_.data(), a.out.c, ghost_band_ring_rows(program_.ops[op_index], a.out.h, a.out.w)};
@@ -237,6 +239,48 @@ void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
             producer.advance(target == h ? h : target + pad_a);
             consumer.advance(target);
         }
+    }
+}
+
+// The same at threads: one region per image of row slices of op i + 1 (ghost_stream_slices). A slice's op i
+// computes the rows op i + 1's 1x1 reads, [first, last), into the slice's own ring, recomputing the pad rows of
+// primary output its cheap depthwise reads beyond them; op i + 1 runs as in run_ghost_slices, the second slice
+// to finish an edge computing its cheap rows there, from the whole-plane raw rows in scratch when its residual
+// is fused (the rings follow that plane).
+void Engine::run_ghost_into_ghost_slices(size_t op_index, int32_t n, int32_t slices) {
+    const Prepared& a = *prepared_[op_index];
+    const OpSpec& bs = program_.ops[op_index + 1];
+    const Prepared& b = *prepared_[op_index + 1];
+    const View& y = b.out;
+    const View* res = b.in.size() == 2 ? &b.in[1] : nullptr;
+    const int32_t h = a.out.h, pad_a = program_.ops[op_index].params[2] / 2, pad_b = bs.params[2] / 2;
+    const int32_t band = ghost_band_rows(h, a.out.w);
+    const bool fused = ghost_fuses_residual(bs);
+    const int64_t raw_floats = fused ? (int64_t{h} * y.w * bs.params[0] + 15) / 16 * 16 : 0;
+    const RowBuffer ring{scratch_.data() + raw_floats, a.out.c,
+                         ghost_band_ring_rows(program_.ops[op_index], h, a.out.w)};
+    const int64_t ring_floats = int64_t{ring.ring} * a.out.w * a.out.c;
+    const GhostShape shape_a = ghost_shape(op_index), shape_b = ghost_shape(op_index + 1);
+    for (int32_t img = 0; img < n; ++img) {
+        auto task = [&](int64_t t) {
+            const int32_t s = static_cast<int32_t>(t), first = h * s / slices, last = h * (s + 1) / slices;
+            const RowBuffer own{ring.data + s * ring_floats, ring.stride, ring.ring};
+            GhostRows producer(*kernels_, shape_a, {a.in[0].image(img), a.in[0].stride, 0}, own, nullptr, 0, {},
+                               std::max(0, first - pad_a), std::min(h, last + pad_a));
+            RowBuffer raw;
+            if (fused) raw = {scratch_.data(), bs.params[0], 0};
+            GhostRows consumer(*kernels_, shape_b, own, {y.image(img), y.stride, 0}, res ? res->image(img) : nullptr,
+                               res ? res->stride : 0, raw, first, last);
+            while (consumer.primary_done() < last) {
+                const int32_t target = std::min(last, consumer.primary_done() + band);
+                producer.advance(target == h ? h : target + pad_a);
+                consumer.advance(target);
+            }
+            SliceEdge* edges = slice_edges_.get() + int64_t{img} * kMaxGhostSlices;
+            if (s > 0 && edges[s].second_arrival()) consumer.cheap_rows(first - pad_b, first + pad_b);
+            if (s + 1 < slices && edges[s + 1].second_arrival()) consumer.cheap_rows(last - pad_b, last + pad_b);
+        };
+        parallel(slices, task);
     }
 }
 
