@@ -6,7 +6,8 @@ Engine versions: `old` = d33afa9 (old-engine-run*), `new1` = the first session's
 `new2` = the second session's (new-engine-run6..10), `new3` = the third session's last engine commit, ab61484
 (new-engine-run15..19), `new4` = the fourth session's last engine commit, 0233e86 (new-engine-run25..29), `new5` =
 the fifth session's last engine commit, a69cae1 (new-engine-run35..39), `new6` = the sixth session's last engine
-commit, 0a43353 (new-engine-run48..52).
+commit, 0a43353 (new-engine-run48..52), `new7` = the seventh session's last engine commit, cbedcae
+(new-engine-run53..57).
 Runs at intermediate states are left out: new-engine-run11 (8b0a83a) and run12..14 (a3a432d built with an experiment
 that was then dropped: small-SE threshold 512 KiB) in the third session; new-engine-run20 (22252ab) and run21..24
 (23d697e, before the stem change) in the fourth; new-engine-run30..34 (c65d2c1, before the one-band small maps) in
@@ -23,8 +24,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 53)}
-VERSIONS = ("old", "new1", "new2", "new3", "new4", "new5", "new6")
+IDLE_WAIT_FIXED = {"old-engine-run4"} | {f"new-engine-run{i}" for i in range(5, 58)}
+VERSIONS = ("old", "new1", "new2", "new3", "new4", "new5", "new6", "new7")
 
 
 def version(run: str):
@@ -41,7 +42,9 @@ def version(run: str):
         return "new4"
     if 35 <= number <= 39:
         return "new5"
-    return "new6" if number >= 48 else None  # 11..14, 20..24, 30..34, 40..47: intermediate states, not counted
+    if 48 <= number <= 52:
+        return "new6"
+    return "new7" if number >= 53 else None  # 11..14, 20..24, 30..34, 40..47: intermediate states, not counted
 
 
 here = Path(__file__).parent
