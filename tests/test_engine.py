@@ -227,6 +227,33 @@ def test_ghost_modules_in_row_slices(size):
     assert regions(unsliced) - regions(engine) == 2
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_channel_shuffle_folded_into_the_grouped_1x1_that_reads_it(threads):
+    # ShuffleNetV1's shuffle between its depthwise and its second grouped 1x1 never runs: the 1x1 reads group g's
+    # k-th input at channel k * groups + g of the unshuffled map (plan_folds). 4 groups of 7 channels, 9x9 maps
+    # (81 rows: row blocks of 32, 32 and 17), a batch of 3. A shuffle whose reader is not a 1x1 of matching
+    # groups (here a 1x1 of 2 groups after the last unit) still runs.
+    from ghostfast.models.layers import ConvNormAct
+    from ghostfast.models.shufflenet_v1 import ChannelShuffle, ShuffleUnit
+
+    model = randomized(nn.Sequential(
+        ConvNormAct(3, 28, 3, stride=2, act_layer=nn.ReLU),
+        ShuffleUnit(28, 112, groups=4, stride=2),
+        ShuffleUnit(112, 112, groups=4, stride=1),
+        ChannelShuffle(4), nn.Conv2d(112, 56, 1, groups=2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(56, 10),
+    ))
+    x = inputs((3, 36, 36), n=3)
+    engine = ghostfast.compile(model, input_size=36, batch=3, threads=threads)
+    ref = reference(model, x)
+    assert_parity(engine.run(x), ref)
+    assert_parity(np.concatenate([engine.run(x[i:i + 1]) for i in range(3)]), ref)
+    rows = engine.profile(iters=1)["ops"]
+    folded = [r["op"] for r in rows if r["type"] == "folded"]
+    assert len(folded) == 2 and all("shuffle" in n for n in folded)
+    assert sum(r["type"] == "channel_shuffle" for r in rows) == 1
+
+
 def test_unsupported_layer_is_named():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LeakyReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(8, 2)).eval()

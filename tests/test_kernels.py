@@ -317,6 +317,27 @@ def test_pointwise_raw_output_before_residual(isa, m, k, n, act):
     assert (raw_buf[:, :1] == -4.0).all() and (raw_buf[:, 1 + n:] == -4.0).all()
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,k,n,stride,act,res", [(1, 12, 48, 8, 1, False), (49, 12, 48, 8, 0, True),
+                                                  (196, 24, 96, 8, 1, False), (37, 48, 192, 8, 0, True),
+                                                  (50, 20, 80, 3, 1, False), (13, 80, 320, 3, 0, True),
+                                                  (23, 7, 36, 5, 2, False), (9, 3, 130, 2, 0, False)])
+def test_pointwise_strided_k_reads_a_folded_shuffle(isa, m, k, n, stride, act, res):
+    # k_stride s: the k inputs of a row are its columns g, g + s, g + 2s, ... (here g = 1, a view that starts one
+    # column in): ShuffleNetV1's grouped 1x1 reading the unshuffled tensor, its group g's k-th channel at k * s + g.
+    # Single rows go through the tiled path too (the single-row path reads A contiguously).
+    rng = rng_for("pw_ks", m, k, n, stride)
+    full = randn(rng, m, k * stride)
+    view = full[:, 1:]
+    w, b = randn(rng, n, k, scale=k ** -0.5), randn(rng, n)
+    r = randn(rng, m, n) if res else None
+    want = gk.pointwise("reference", np.ascontiguousarray(full[:, 1::stride]), w, b, r, act)
+    assert_close(gk.pointwise("reference", view, w, b, r, act, k_stride=stride), want)
+    assert_close(gk.pointwise(isa, view, w, b, r, act, k_stride=stride, m_chunk=5), want)
+    with pytest.raises(ValueError, match="k_stride"):
+        gk.pointwise(isa, full[:, :(k - 1) * stride], w, b, k_stride=stride)
+
+
 def test_raw_and_residual_shapes_are_checked():
     a, w = np.ones((4, 3), np.float32), np.ones((5, 3), np.float32)
     with pytest.raises(ValueError, match="raw must have shape"):

@@ -199,15 +199,21 @@ int32_t spatial_out(int32_t in, int32_t k, int32_t s, int32_t pad, const char* w
 
 nb::object pointwise(const std::string& isa, const CArr& a, const CContig& w, const std::optional<CContig>& bias,
                      const std::optional<CArr>& residual, int act, const std::optional<MArr>& out, int64_t m_chunk,
-                     int64_t n_chunk, int64_t repeat, const std::optional<MArr>& raw) {
+                     int64_t n_chunk, int64_t repeat, const std::optional<MArr>& raw, int64_t k_stride) {
     const KernelTable* t = table_for(isa);
     const View2 av = view2(a, "a");
-    require(w.ndim() == 2 && static_cast<int64_t>(w.shape(1)) == av.cols, "w must have shape [n, k] with k = a.shape[1]");
-    const int64_t n = static_cast<int64_t>(w.shape(0)), k = av.cols, m = av.rows;
+    require(k_stride >= 1 && k_stride < (1 << 24), "k_stride must be in [1, 2^24)");
+    require(w.ndim() == 2 && w.shape(1) >= 1, "w must have shape [n, k]");
+    const int64_t n = static_cast<int64_t>(w.shape(0)), k = static_cast<int64_t>(w.shape(1)), m = av.rows;
+    if (k_stride == 1)
+        require(k == av.cols, "w must have shape [n, k] with k = a.shape[1]");
+    else
+        require((k - 1) * k_stride < av.cols, "a must have more than (k - 1) * k_stride columns (k = w.shape[1])");
     require(n >= 1 && n < (1 << 24) && k < (1 << 24), "n and k must be in [1, 2^24)");
     ghostfast::PointwiseArgs args;
     args.a = av.data;
     args.a_stride = av.stride;
+    args.a_kstride = k_stride;
     args.m = m;
     args.k = static_cast<int32_t>(k);
     args.n = static_cast<int32_t>(n);
@@ -545,10 +551,11 @@ void bind_kernels(nb::module_& m) {
 
     k.def("pointwise", &pointwise, "isa"_a, "a"_a, "w"_a, "bias"_a = nb::none(), "residual"_a = nb::none(),
           "act"_a = 0, nb::arg("out").noconvert() = nb::none(), "m_chunk"_a = 0, "n_chunk"_a = 0, "repeat"_a = 0,
-          nb::arg("raw").noconvert() = nb::none(),
+          nb::arg("raw").noconvert() = nb::none(), "k_stride"_a = 1,
           "c[m, n] = act(a @ w.T + bias + residual). a/residual/out may be row-strided views; n_chunk counts "
           "column panels of the table's pointwise_nr. raw (optional, written): a @ w.T + bias, before the "
-          "residual and the activation.");
+          "residual and the activation. k_stride: a's columns 0, s, 2s, ... are the k inputs (a folded channel "
+          "shuffle).");
     k.def("depthwise", &depthwise, "isa"_a, "x"_a, "w"_a, "bias"_a = nb::none(), "stride"_a = 1, "pad"_a = 1,
           "act"_a = 0, nb::arg("out").noconvert() = nb::none(), "row_chunk"_a = 0, "repeat"_a = 0,
           "residual"_a = nb::none(),

@@ -46,7 +46,8 @@ class Engine:
         rows = [{"op": n, "type": t, "mean_us": ns / 1e3} for n, t, ns in self._core.profile_ops(x, iters)]
         by_type: dict[str, float] = defaultdict(float)
         for r in rows:
-            if r["type"] != "streamed":  # computed inside the row above it (a Ghost module streaming into it)
+            # computed inside another row: a Ghost module streaming into it, or a 1x1 reading through a shuffle
+            if r["type"] not in ("streamed", "folded"):
                 by_type[r["type"]] += r["mean_us"]
         return {"ops": rows, "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
                 "total_us": sum(r["mean_us"] for r in rows)}

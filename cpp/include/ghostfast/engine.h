@@ -136,6 +136,7 @@ private:
     struct SliceEdge;
     void validate();
     void pack_weights();
+    void plan_folds();
     void plan_streaming();
     void plan_arena();
     void run_locked(const float* input, int32_t n, float* output, std::vector<double>* op_ns);
@@ -144,6 +145,7 @@ private:
     void run_ghost_into_ghost(size_t op_index, int32_t n);
     void run_ghost_into_ghost_slices(size_t op_index, int32_t n, int32_t slices);
     void run_ghost_slices(size_t op_index, int32_t n, int32_t slices);
+    void run_pointwise_shuffled(size_t op_index, const PointwiseArgs& args);
     GhostShape ghost_shape(size_t op_index) const;
     GhostRows ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in, size_t raw_offset);
     View view_of(int32_t value) const;
@@ -167,6 +169,9 @@ private:
     // intermediate value gets no arena space. At more threads, only into a consumer of at least kStreamSliceMinRows
     // output rows (a Ghost consumer with no residual or a fused one), in row slices (executor.cpp).
     std::vector<uint8_t> streams_;
+    // folded_[i]: op i, a channel shuffle, never runs: op i + 1, a grouped 1x1, reads its input instead, through
+    // PointwiseArgs::a_kstride (plan_folds).
+    std::vector<uint8_t> folded_;
     // Where a Ghost module's row slices meet at more than one thread (executor.cpp), per image and slice.
     std::unique_ptr<SliceEdge[]> slice_edges_;
     const float* run_input_ = nullptr;  // the caller's input during run_locked

@@ -46,6 +46,10 @@ struct PointwiseArgs {
     int32_t n = 0;
     const float* packed = nullptr;  // from pack_pointwise
     Act act = Act::kNone;
+    // A's k-th element of row m is a[m * a_stride + k * a_kstride]: a 1x1 that reads its input through a channel
+    // shuffle (ShuffleNetV1's grouped 1x1 after the shuffle: group g's k-th input channel is channel k * groups + g
+    // of the unshuffled tensor), so that the shuffle itself never runs.
+    int64_t a_kstride = 1;
 };
 
 // Depthwise convolution (groups == channels) of one image, square kernel, symmetric zero padding:

@@ -102,6 +102,7 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
     if (kernels_ == nullptr) fail("kernel table '" + isa + "' is not available on this CPU or in this build");
     if (threads < 1 || threads > 256) fail("threads must be in [1, 256]");
     validate();
+    plan_folds();
     pack_weights();
     plan_streaming();
     plan_arena();
@@ -416,6 +417,35 @@ void Engine::pack_weights() {
     scratch_.assign(scratch + 16, 0.0f);
 }
 
+// ShuffleNetV1's channel shuffle between its depthwise and its second grouped 1x1: with G shuffle groups of
+// `per` channels, output channel j * G + i is input channel i * per + j. When the 1x1 that is its only reader has
+// `per` groups of G channels, group g's k-th input channel is shuffled channel g * G + k, which is input channel
+// k * per + g: the 1x1 reads the shuffle's input at a + g with a k stride of `per`, and the shuffle (a full pass
+// over the map, and a parallel region, per unit) is dropped. Only this engine's copy of the program changes.
+void Engine::plan_folds() {
+    ProgramSpec& p = program_;
+    folded_.assign(p.ops.size(), 0);
+    for (size_t i = 0; i + 1 < p.ops.size(); ++i) {
+        const OpSpec& s = p.ops[i];
+        const OpSpec& next = p.ops[i + 1];
+        if (static_cast<OpType>(s.type) != OpType::kChannelShuffle || static_cast<OpType>(next.type) != OpType::kPointwise)
+            continue;
+        const int32_t c = p.values[s.inputs[0]].c, shuffle_groups = s.params[0], groups = next.params[0];
+        if (groups < 2 || next.inputs[0] != s.output || int64_t{shuffle_groups} * groups != c) continue;
+        const int32_t out_buffer = p.values[s.output].buffer;
+        if (out_buffer == p.values[p.output_value].buffer || out_buffer == p.values[p.input_value].buffer) continue;
+        bool sole = true;  // nothing else reads or writes the shuffle's output buffer
+        for (size_t j = 0; j < p.ops.size() && sole; ++j) {
+            if (j != i && p.values[p.ops[j].output].buffer == out_buffer) sole = false;
+            for (size_t k = 0; k < p.ops[j].inputs.size(); ++k)
+                if (p.values[p.ops[j].inputs[k]].buffer == out_buffer && !(j == i + 1 && k == 0)) sole = false;
+        }
+        if (!sole) continue;
+        folded_[i] = 1;
+        p.ops[i + 1].inputs[0] = s.inputs[0];
+    }
+}
+
 void Engine::plan_streaming() {
     const ProgramSpec& p = program_;
     const bool one_thread = pool_.threads() == 1;
@@ -491,6 +521,7 @@ void Engine::plan_arena() {
     };
     touch(p.input_value, -1);
     for (size_t i = 0; i < p.ops.size(); ++i) {
+        if (folded_[i]) continue;  // runs as part of op i + 1, which reads its input
         const bool streamed_in = i > 0 && streams_[i - 1];  // its input 0 lives in a ring, not the arena
         for (size_t s = streamed_in ? 1 : 0; s < p.ops[i].inputs.size(); ++s) touch(p.ops[i].inputs[s], static_cast<int64_t>(i));
         if (!streams_[i]) touch(p.ops[i].output, static_cast<int64_t>(i));

@@ -260,11 +260,12 @@ static GF_INLINE void pw_store_tile(const vf (&acc)[MR * NT], float* dst, int64_
 // `raw` (nullable) also gets the sums before the residual and the activation.
 // Not inlined: with the caller's loop state out of the way the k loop gets every general-purpose register for
 // its row addresses (inlined, GCC spilled AVX-512's 8 row offsets into vector registers).
-template <int MR, int NV, int NB = 0>
+// KS: A's k-th element of a row at k * ks instead of k (PointwiseArgs::a_kstride).
+template <int MR, int NV, int NB = 0, bool KS = false>
 __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, int32_t k, const float* panel,
                                               const float* panel2, float* c, int64_t c_stride, const float* res,
                                               int64_t r_stride, float* raw, int64_t raw_stride, vmask tail,
-                                              int32_t cols, const Epi& epi) {
+                                              int32_t cols, const Epi& epi, int64_t ks = 1) {
     constexpr int NT = NV + NB;  // vectors per tile row
     vf acc[MR * NT];
     GF_UNROLL for (int v = 0; v < NT; ++v) {
@@ -282,7 +283,7 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
         w += kPwNR;
         if (NB > 0) w2 += kPwNR;
         GF_UNROLL for (int r = 0; r < MR; ++r) {
-            const vf x = v_bcast(ap[r] + kk);
+            const vf x = v_bcast(ap[r] + (KS ? kk * ks : kk));
             GF_UNROLL for (int v = 0; v < NT; ++v) acc[r * NT + v] = v_fma(x, b[v], acc[r * NT + v]);
         }
     }
@@ -304,18 +305,18 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
 }
 
 // The tile for rows [m, m + rows) of one panel (and NB vectors of the next).
-template <int NV, int NB, int MR>
+template <int NV, int NB, int MR, bool KS = false>
 static GF_INLINE void pw_tile_rows(int32_t rows, const PointwiseArgs& args, int64_t m, const float* panel,
                                    const float* panel2, int32_t n0, vmask tail, int32_t cols, const Epi& epi) {
     if constexpr (MR >= 1) {
         if (rows == MR) {
-            pw_tile<MR, NV, NB>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
-                                args.c + m * args.c_stride + n0, args.c_stride,
-                                args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride,
-                                args.raw ? args.raw + m * args.raw_stride + n0 : nullptr, args.raw_stride, tail,
-                                cols, epi);
+            pw_tile<MR, NV, NB, KS>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
+                                    args.c + m * args.c_stride + n0, args.c_stride,
+                                    args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride,
+                                    args.raw ? args.raw + m * args.raw_stride + n0 : nullptr, args.raw_stride, tail,
+                                    cols, epi, args.a_kstride);
         } else {
-            pw_tile_rows<NV, NB, MR - 1>(rows, args, m, panel, panel2, n0, tail, cols, epi);
+            pw_tile_rows<NV, NB, MR - 1, KS>(rows, args, m, panel, panel2, n0, tail, cols, epi);
         }
     }
 }
@@ -352,7 +353,7 @@ struct PanelPrefetch {
     }
 };
 
-template <int NV, int NB>
+template <int NV, int NB, bool KS = false>
 static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1, const float* panel,
                           const float* panel2, int32_t n0, vmask tail, int32_t cols, const Epi& epi,
                           const float* next = nullptr, int64_t next_floats = 0) {
@@ -369,19 +370,20 @@ static void pw_panel_rows(const PointwiseArgs& args_ref, int64_t m0, int64_t m1,
     const int64_t full_end = (rem > 0 && rem < MR / 2 && m1 - m0 > MR) ? m1 - rem - MR : m1;
     for (; m + MR <= full_end; m += MR) {
         pf.step();
-        pw_tile<MR, NV, NB>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
-                            args.c + m * args.c_stride + n0, args.c_stride,
-                            args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride,
-                            args.raw ? args.raw + m * args.raw_stride + n0 : nullptr, args.raw_stride, tail, cols,
-                            epi);
+        pw_tile<MR, NV, NB, KS>(args.a + m * args.a_stride, args.a_stride, args.k, panel, panel2,
+                                args.c + m * args.c_stride + n0, args.c_stride,
+                                args.residual ? args.residual + m * args.r_stride + n0 : nullptr, args.r_stride,
+                                args.raw ? args.raw + m * args.raw_stride + n0 : nullptr, args.raw_stride, tail,
+                                cols, epi, args.a_kstride);
     }
     pf.step();
     if (full_end < m1) {  // the rebalanced pair: (MR + rem + 1) / 2 rows, then the rest
         const int32_t first = static_cast<int32_t>((m1 - m + 1) / 2);
-        pw_tile_rows<NV, NB, MR - 1>(first, args, m, panel, panel2, n0, tail, cols, epi);
+        pw_tile_rows<NV, NB, MR - 1, KS>(first, args, m, panel, panel2, n0, tail, cols, epi);
         m += first;
     }
-    if (m < m1) pw_tile_rows<NV, NB, MR - 1>(static_cast<int32_t>(m1 - m), args, m, panel, panel2, n0, tail, cols, epi);
+    if (m < m1)
+        pw_tile_rows<NV, NB, MR - 1, KS>(static_cast<int32_t>(m1 - m), args, m, panel, panel2, n0, tail, cols, epi);
 }
 
 // One row (M = 1: a linear layer at batch 1, an SE fully-connected layer) against kGemvPanels full panels at
@@ -416,9 +418,14 @@ __attribute__((noinline)) static void pw_gemv_panels(const float* a, int32_t k, 
     if (epi.post_pass) act_rows(c, 0, 1, N * kW, epi.act);
 }
 
+template <bool KS>
+static void pointwise_blocks(const PointwiseArgs& args, int64_t m_begin, int64_t m_end, int32_t n_begin,
+                             int32_t n_end, const Epi& epi);
+
 static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end, int32_t n_begin, int32_t n_end) {
     if (m_begin >= m_end || n_begin >= n_end) return;
     const Epi epi = epi_for(args.act);
+    if (args.a_kstride != 1) return pointwise_blocks<true>(args, m_begin, m_end, n_begin, n_end, epi);
     const int64_t panel_stride = static_cast<int64_t>(kPwNR) * (static_cast<int64_t>(args.k) + 1);
     if (m_end - m_begin == 1 && !args.raw) {
         // A single row: groups of full panels as concurrent weight streams, the rest below.
@@ -429,6 +436,13 @@ static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end,
                            args.residual ? args.residual + m * args.r_stride + n_begin : nullptr, epi);
         if (n_begin >= n_end) return;
     }
+    pointwise_blocks<false>(args, m_begin, m_end, n_begin, n_end, epi);
+}
+
+template <bool KS>
+static void pointwise_blocks(const PointwiseArgs& args, int64_t m_begin, int64_t m_end, int32_t n_begin,
+                             int32_t n_end, const Epi& epi) {
+    const int64_t panel_stride = static_cast<int64_t>(kPwNR) * (static_cast<int64_t>(args.k) + 1);
     // Rows per block: the block's A rows (up to ~256 KiB) stay in L2 while every panel of [n_begin, n_end)
     // sweeps over them; each panel (k x kPwNR floats) stays in L1/L2 across the block's row tiles. Every block
     // streams all the weights once, so the rows split into as few blocks as the budget allows, of equal size:
@@ -448,7 +462,7 @@ static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end,
             const int32_t rest = n_end - n0 - kPwNR;  // columns after this panel
             if (nv == kPwNV && rest > 0 && rest <= kW) {
                 // A full panel followed by a last panel of one vector: both in one wider tile.
-                pw_panel_rows<kPwNV, 1>(args, m0, m1, panel, panel + panel_stride, n0, v_mask(rest), kPwNR + rest,
+                pw_panel_rows<kPwNV, 1, KS>(args, m0, m1, panel, panel + panel_stride, n0, v_mask(rest), kPwNR + rest,
                                         epi);
                 break;
             }
@@ -457,11 +471,11 @@ static void pointwise(const PointwiseArgs& args, int64_t m_begin, int64_t m_end,
             const bool prefetch = rest > 0 && panel_stride <= kPrefetchPanelFloats && m1 - m0 >= kPrefetchMinRows;
             const float* next = prefetch ? panel + panel_stride : nullptr;
             if (nv == kPwNV) {
-                pw_panel_rows<kPwNV, 0>(args, m0, m1, panel, nullptr, n0, tail, cols, epi, next, panel_stride);
+                pw_panel_rows<kPwNV, 0, KS>(args, m0, m1, panel, nullptr, n0, tail, cols, epi, next, panel_stride);
             } else if (nv == 1) {
-                pw_panel_rows<1, 0>(args, m0, m1, panel, nullptr, n0, tail, cols, epi);
+                pw_panel_rows<1, 0, KS>(args, m0, m1, panel, nullptr, n0, tail, cols, epi);
             } else {
-                if constexpr (kPwNV == 3) pw_panel_rows<2, 0>(args, m0, m1, panel, nullptr, n0, tail, cols, epi);
+                if constexpr (kPwNV == 3) pw_panel_rows<2, 0, KS>(args, m0, m1, panel, nullptr, n0, tail, cols, epi);
             }
         }
     }

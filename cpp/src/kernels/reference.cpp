@@ -41,7 +41,8 @@ void pointwise(const PointwiseArgs& args, const float* w, const float* bias) {
         const float* a = args.a + m * args.a_stride;
         for (int32_t n = 0; n < args.n; ++n) {
             double sum = bias ? bias[n] : 0.0;
-            for (int32_t k = 0; k < args.k; ++k) sum += static_cast<double>(a[k]) * w[static_cast<int64_t>(n) * args.k + k];
+            for (int32_t k = 0; k < args.k; ++k)
+                sum += static_cast<double>(a[k * args.a_kstride]) * w[static_cast<int64_t>(n) * args.k + k];
             if (args.raw) args.raw[m * args.raw_stride + n] = static_cast<float>(sum);
             if (args.residual) sum += args.residual[m * args.r_stride + n];
             args.c[m * args.c_stride + n] = activate(static_cast<float>(sum), args.act);
