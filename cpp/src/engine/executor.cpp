@@ -223,10 +223,10 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
 }
 
 // A Ghost module (op i) and the Ghost module that is its only reader (op i + 1, e.g. the two halves of a
-// stride-1 GhostNet bottleneck), one thread (threads: run_ghost_into_ghost_slices): op i's rows go through a ring (ghost_band_ring_rows) that
-// op i + 1's 1x1 reads ghost_band_rows rows at a time. Ring safety: a step writes op i's primary rows up to
-// target + pad; the oldest row still read (op i's cheap depthwise, op i + 1's next 1x1 rows) is
-// >= target_before - pad, one band + 2 pad rows back.
+// stride-1 GhostNet bottleneck), one thread (threads: run_ghost_into_ghost_slices): op i's rows go through a
+// ring (ghost_band_ring_rows) that op i + 1's 1x1 reads ghost_band_rows rows at a time. Ring safety: a step
+// writes op i's primary rows up to target + pad; the oldest row still read (op i's cheap depthwise, op i + 1's
+// next 1x1 rows) is >= target_before - pad, one band + 2 pad rows back.
 void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
     if (const int32_t slices = ghost_stream_slices(prepared_[op_index]->out.h, pool_.threads()))
         return run_ghost_into_ghost_slices(op_index, n, slices);
