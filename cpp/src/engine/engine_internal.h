@@ -60,9 +60,9 @@ constexpr int32_t kStreamOutRows = 4;
 // each core's L2 instead of going to memory as a full plane that the consumer reads back. GhostNet 1.0x,
 // 2 threads, per block in one process: block 1 (112x112x48 into a depthwise of 56 rows) 0.83x over 20 rounds;
 // blocks 0 and 2 (Ghost into Ghost, 112 and 56 rows) 0.93x and 0.92x over 60 rounds in a slow phase, within
-// the noise (0.95-1.04x) in a fast one. Outputs of 28 rows (block 3's depthwise) measured 0.97-1.02x, of 14 rows
-// with 2 slices per thread 1.5x: the recomputed rows are a larger share of a slice. 2 slices per thread (more
-// even shares, twice the recomputed rows) made block 1 0.87x.
+// the noise (0.95-1.04x) in a fast one. Outputs of 28 rows (block 3's depthwise) measured 0.87-1.06x in four
+// runs, no clear gain; of 14 rows with 2 slices per thread 1.5x: the recomputed rows are a larger share of a
+// slice. 2 slices per thread (more even shares, twice the recomputed rows) made block 1 0.87x.
 constexpr int32_t kStreamSliceMinRows = 56;
 constexpr int32_t kStreamSlicesPerThread = 1;
 // Slices of a streamed consumer of out_h output rows at `threads` (0: not streamed; at most kMaxGhostSlices).
