@@ -145,6 +145,8 @@ private:
     void run_ghost_into_ghost(size_t op_index, int32_t n);
     void run_ghost_into_ghost_slices(size_t op_index, int32_t n, int32_t slices);
     void run_ghost_slices(size_t op_index, int32_t n, int32_t slices);
+    void finish_slice_edges(GhostRows& rows, int32_t img, int32_t s, int32_t slices, int32_t first, int32_t last,
+                            int32_t pad);
     void run_pointwise_shuffled(size_t op_index, const PointwiseArgs& args);
     GhostShape ghost_shape(size_t op_index) const;
     GhostRows ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in, size_t raw_offset);

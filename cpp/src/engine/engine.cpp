@@ -49,6 +49,21 @@ int32_t conv_out(int32_t in, int32_t k, int32_t s, int32_t p) {
     return span < 0 ? 0 : static_cast<int32_t>(span / s + 1);
 }
 
+// Whether op i + 1 is the only reader of op i's output buffer, through its input 0, and op i its only writer
+// (and the value the whole buffer, neither the model's input nor its output): what a streamed pair and a folded
+// shuffle need, since op i's output then never exists as a plane.
+bool next_op_is_sole_reader(const ProgramSpec& p, size_t i) {
+    const ValueSpec& v = p.values[p.ops[i].output];
+    if (p.ops[i + 1].inputs[0] != p.ops[i].output || v.c_offset != 0 || v.c != p.buffers[v.buffer].c) return false;
+    if (p.values[p.output_value].buffer == v.buffer || p.values[p.input_value].buffer == v.buffer) return false;
+    for (size_t j = 0; j < p.ops.size(); ++j) {
+        if (j != i && p.values[p.ops[j].output].buffer == v.buffer) return false;
+        for (size_t s = 0; s < p.ops[j].inputs.size(); ++s)
+            if (p.values[p.ops[j].inputs[s]].buffer == v.buffer && !(j == i + 1 && s == 0)) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 const char* op_type_name(OpType t) {
@@ -431,16 +446,7 @@ void Engine::plan_folds() {
         if (static_cast<OpType>(s.type) != OpType::kChannelShuffle || static_cast<OpType>(next.type) != OpType::kPointwise)
             continue;
         const int32_t c = p.values[s.inputs[0]].c, shuffle_groups = s.params[0], groups = next.params[0];
-        if (groups < 2 || next.inputs[0] != s.output || int64_t{shuffle_groups} * groups != c) continue;
-        const int32_t out_buffer = p.values[s.output].buffer;
-        if (out_buffer == p.values[p.output_value].buffer || out_buffer == p.values[p.input_value].buffer) continue;
-        bool sole = true;  // nothing else reads or writes the shuffle's output buffer
-        for (size_t j = 0; j < p.ops.size() && sole; ++j) {
-            if (j != i && p.values[p.ops[j].output].buffer == out_buffer) sole = false;
-            for (size_t k = 0; k < p.ops[j].inputs.size(); ++k)
-                if (p.values[p.ops[j].inputs[k]].buffer == out_buffer && !(j == i + 1 && k == 0)) sole = false;
-        }
-        if (!sole) continue;
+        if (groups < 2 || int64_t{shuffle_groups} * groups != c || !next_op_is_sole_reader(p, i)) continue;
         folded_[i] = 1;
         p.ops[i + 1].inputs[0] = s.inputs[0];
     }
@@ -452,26 +458,17 @@ void Engine::plan_streaming() {
     streams_.assign(p.ops.size(), kStreamNone);
     size_t scratch = scratch_.size();
     auto plane_of = [&](int32_t value) -> const BufferSpec& { return p.buffers[p.values[value].buffer]; };
-    // Whether op i + 1 is the only reader of op i's output buffer, through input 0, and op i its only writer.
-    auto sole_reader = [&](size_t i) {
-        const ValueSpec& v = p.values[p.ops[i].output];
-        if (p.ops[i + 1].inputs[0] != p.ops[i].output || v.c_offset != 0 || v.c != p.buffers[v.buffer].c) return false;
-        if (p.values[p.output_value].buffer == v.buffer || p.values[p.input_value].buffer == v.buffer) return false;
-        for (size_t j = 0; j < p.ops.size(); ++j) {
-            if (j != i && p.values[p.ops[j].output].buffer == v.buffer) return false;
-            for (size_t s = 0; s < p.ops[j].inputs.size(); ++s)
-                if (p.values[p.ops[j].inputs[s]].buffer == v.buffer && !(j == i + 1 && s == 0)) return false;
-        }
-        return true;
-    };
     for (size_t i = 0; i < p.ops.size(); ++i) {
         const OpSpec& g = p.ops[i];
         if (static_cast<OpType>(g.type) != OpType::kGhost) continue;
         const BufferSpec& b = plane_of(g.output);
         const size_t raw_plane = ghost_fuses_residual(g) ? static_cast<size_t>(b.h) * b.w * g.params[0] : 0;
+        // It may stream into op i + 1 if it reads nothing streamed itself and op i + 1 alone reads its output.
+        const bool can_stream = g.inputs.size() == 1 && i + 1 < p.ops.size() && !(i > 0 && streams_[i - 1]) &&
+                                next_op_is_sole_reader(p, i);
         if (!one_thread) {  // threads: the fused residual keeps a whole image's primary output; a ring per slice
             scratch = std::max(scratch, raw_plane);
-            if (g.inputs.size() != 1 || i + 1 == p.ops.size() || (i > 0 && streams_[i - 1]) || !sole_reader(i)) continue;
+            if (!can_stream) continue;
             const OpSpec& next = p.ops[i + 1];
             const int32_t slices = ghost_stream_slices(plane_of(next.output).h, pool_.threads());
             if (slices == 0) continue;
@@ -496,7 +493,7 @@ void Engine::plan_streaming() {
         const size_t raw_ring =
             raw_plane ? static_cast<size_t>(ghost_band_ring_rows(g, b.h, b.w)) * b.w * g.params[0] : 0;
         scratch = std::max(scratch, in_ring + raw_ring);
-        if (g.inputs.size() != 1 || i + 1 == p.ops.size() || (i > 0 && streams_[i - 1]) || !sole_reader(i)) continue;
+        if (!can_stream) continue;
         const OpSpec& next = p.ops[i + 1];
         const OpType nt = static_cast<OpType>(next.type);
         if (nt == OpType::kDepthwise && next.inputs.size() == 1) {

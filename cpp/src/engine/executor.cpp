@@ -246,6 +246,15 @@ void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
     }
 }
 
+// A row slice [first, last) of image img's Ghost module, its own rows done: at each inner edge, the cheap rows
+// there (pad either side), if the slice on the other side has finished too (SliceEdge).
+void Engine::finish_slice_edges(GhostRows& rows, int32_t img, int32_t s, int32_t slices, int32_t first, int32_t last,
+                                int32_t pad) {
+    SliceEdge* edges = slice_edges_.get() + int64_t{img} * kMaxGhostSlices;
+    if (s > 0 && edges[s].second_arrival()) rows.cheap_rows(first - pad, first + pad);
+    if (s + 1 < slices && edges[s + 1].second_arrival()) rows.cheap_rows(last - pad, last + pad);
+}
+
 // The same at threads: one region per image of row slices of op i + 1 (ghost_stream_slices). A slice's op i
 // computes the rows op i + 1's 1x1 reads, [first, last), into the slice's own ring, recomputing the pad rows of
 // primary output its cheap depthwise reads beyond them; op i + 1 runs as in run_ghost_slices, the second slice
@@ -280,9 +289,7 @@ void Engine::run_ghost_into_ghost_slices(size_t op_index, int32_t n, int32_t sli
                 producer.advance(target == h ? h : target + pad_a);
                 consumer.advance(target);
             }
-            SliceEdge* edges = slice_edges_.get() + int64_t{img} * kMaxGhostSlices;
-            if (s > 0 && edges[s].second_arrival()) consumer.cheap_rows(first - pad_b, first + pad_b);
-            if (s + 1 < slices && edges[s + 1].second_arrival()) consumer.cheap_rows(last - pad_b, last + pad_b);
+            finish_slice_edges(consumer, img, s, slices, first, last, pad_b);
         };
         parallel(slices, task);
     }
@@ -311,9 +318,7 @@ void Engine::run_ghost_slices(size_t op_index, int32_t n, int32_t slices) {
             GhostRows rows(*kernels_, shape, {x.image(img), x.stride, 0}, {y.image(img), y.stride, 0},
                            res ? res->image(img) : nullptr, res ? res->stride : 0, raw, first, last);
             while (rows.primary_done() < last) rows.advance(rows.primary_done() + band);
-            SliceEdge* edges = slice_edges_.get() + int64_t{img} * kMaxGhostSlices;
-            if (s > 0 && edges[s].second_arrival()) rows.cheap_rows(first - pad, first + pad);
-            if (s + 1 < slices && edges[s + 1].second_arrival()) rows.cheap_rows(last - pad, last + pad);
+            finish_slice_edges(rows, img, s, slices, first, last, pad);
         };
         parallel(int64_t{images} * slices, task);
     }

@@ -462,8 +462,8 @@ static void pointwise_blocks(const PointwiseArgs& args, int64_t m_begin, int64_t
             const int32_t rest = n_end - n0 - kPwNR;  // columns after this panel
             if (nv == kPwNV && rest > 0 && rest <= kW) {
                 // A full panel followed by a last panel of one vector: both in one wider tile.
-                pw_panel_rows<kPwNV, 1, KS>(args, m0, m1, panel, panel + panel_stride, n0, v_mask(rest), kPwNR + rest,
-                                        epi);
+                pw_panel_rows<kPwNV, 1, KS>(args, m0, m1, panel, panel + panel_stride, n0, v_mask(rest),
+                                            kPwNR + rest, epi);
                 break;
             }
             const int32_t last = cols - (nv - 1) * kW;
