@@ -26,7 +26,7 @@ gk = _core.kernels
 ACTS = list(range(7))  # None, ReLU, ReLU6, HardSwish, HardSigmoid, SiLU, Sigmoid
 ACT_NAMES = ["none", "relu", "relu6", "hardswish", "hardsigmoid", "silu", "sigmoid"]
 AVAILABLE = gk.available()
-ALL_ISAS = ["generic", "avx2", "avx512"]
+ALL_ISAS = ["generic", "avx2", "avx512", "neon"]
 CHANNELS = [1, 3, 5, 8, 12, 16, 20, 36, 46, 60, 92, 100, 130]
 
 
@@ -36,6 +36,8 @@ def _isa_params():
         reason = f"kernel table '{isa}' cannot run on this CPU/build (available: {', '.join(AVAILABLE)})"
         if isa == "avx512":
             reason = "this CPU lacks AVX-512 (F+BW+DQ+VL) or this build is not x86-64: the avx512 table cannot run here"
+        elif isa == "neon":
+            reason = "not an ARM64 build: the neon table is tested by `ctest --preset aarch64` (under qemu-aarch64)"
         elif isa == "avx2":
             reason = "this CPU lacks AVX2+FMA or this build is not x86-64: the avx2 table cannot run here"
         params.append(pytest.param(isa, id=isa, marks=pytest.mark.skipif(isa not in AVAILABLE, reason=reason)))

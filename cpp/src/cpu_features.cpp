@@ -5,6 +5,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <cstdint>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 namespace ghostfast {
@@ -45,14 +49,31 @@ CpuFeatures detect() {
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512_bf16 = (a & (1u << 5)) && os_zmm;
     return f;
 }
-#else
+#elif defined(__aarch64__)
+#if defined(__APPLE__)
+bool sysctl_flag(const char* name) {
+    int value = 0;
+    size_t size = sizeof value;
+    return sysctlbyname(name, &value, &size, nullptr, 0) == 0 && value != 0;
+}
+#endif
+
 CpuFeatures detect() {
     CpuFeatures f;
-#if defined(__aarch64__) || defined(__ARM_NEON)
     f.neon = true;  // Advanced SIMD is mandatory on ARM64.
+#if defined(__linux__)
+    // The kernel's HWCAP bits (linux/arch/arm64 uapi hwcap.h), so no header of a particular kernel is needed.
+    const unsigned long hwcap = getauxval(AT_HWCAP);
+    f.asimd_fp16 = hwcap & (1ul << 10);    // HWCAP_ASIMDHP
+    f.asimd_dotprod = hwcap & (1ul << 20);  // HWCAP_ASIMDDP
+#elif defined(__APPLE__)
+    f.asimd_fp16 = sysctl_flag("hw.optional.arm.FEAT_FP16");
+    f.asimd_dotprod = sysctl_flag("hw.optional.arm.FEAT_DotProd");
 #endif
     return f;
 }
+#else
+CpuFeatures detect() { return CpuFeatures{}; }
 #endif
 
 }  // namespace
@@ -70,6 +91,7 @@ std::vector<std::string> cpu_feature_names() {
         {f.fma, "fma"},          {f.f16c, "f16c"},         {f.avx512f, "avx512f"},
         {f.avx512bw, "avx512bw"}, {f.avx512dq, "avx512dq"}, {f.avx512vl, "avx512vl"},
         {f.avx512_vnni, "avx512_vnni"}, {f.avx512_bf16, "avx512_bf16"}, {f.neon, "neon"},
+        {f.asimd_dotprod, "asimddp"}, {f.asimd_fp16, "asimdhp"},
     };
     for (const auto& [present, name] : table)
         if (present) out.emplace_back(name);

@@ -16,6 +16,9 @@ import numpy as np
 from . import _core
 from .program import Program, load_program, save_program
 
+# Every kernel table a build can have; which of them this CPU and build can run: ``_core.kernels.available()``.
+KERNEL_TABLES = ("generic", "avx2", "avx512", "neon")
+
 
 class Engine:
     """A compiled model. ``engine.run(x)`` maps a float32 NCHW batch (numpy or torch) to logits (numpy)."""
@@ -23,8 +26,8 @@ class Engine:
     def __init__(self, program: Program, threads: int = 1, isa: str | None = None) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
-        if isa is not None and isa not in ("generic", "avx2", "avx512"):
-            raise ValueError(f"isa must be None, 'generic', 'avx2' or 'avx512', got {isa!r}")
+        if isa is not None and isa not in KERNEL_TABLES:
+            raise ValueError(f"isa must be None or one of {', '.join(map(repr, KERNEL_TABLES))}, got {isa!r}")
         self.program = program
         self._core = _core.Engine(**program.core_args(), threads=threads, isa=isa or "")
 
@@ -57,7 +60,7 @@ class Engine:
     input_shape = property(lambda self: tuple(self._core.input_shape), doc="(C, H, W) of one image")
     classes = property(lambda self: self._core.classes)
     threads = property(lambda self: self._core.threads)
-    isa = property(lambda self: self._core.isa, doc="the kernel table in use: generic, avx2 or avx512")
+    isa = property(lambda self: self._core.isa, doc="the kernel table in use: generic, avx2, avx512 or neon")
     arena_bytes = property(lambda self: self._core.arena_bytes, doc="activation memory, planned at compile time")
     packed_weight_bytes = property(lambda self: self._core.packed_weight_bytes)
     num_ops = property(lambda self: self._core.num_ops)

@@ -19,9 +19,13 @@ struct CpuFeatures {
     bool avx512_vnni = false;
     bool avx512_bf16 = false;
     bool neon = false;
+    // ARMv8.2 extensions a later AArch64 table would use: int8 dot product (sdot/udot) and fp16 arithmetic.
+    // Read and reported now; no table depends on them yet.
+    bool asimd_dotprod = false;
+    bool asimd_fp16 = false;
 };
 
-// Read once (CPUID plus the OS's XSAVE state on x86; the target on ARM64) and cached.
+// Read once (CPUID plus the OS's XSAVE state on x86; the kernel's HWCAP bits or sysctl on ARM64) and cached.
 const CpuFeatures& cpu_features();
 
 // The names of the features that are present, e.g. {"avx2", "fma", "avx512f", ...}.

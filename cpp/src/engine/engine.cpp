@@ -415,7 +415,7 @@ void Engine::pack_weights() {
                 const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, rd));
                 prep->packed.push_back(pack_pw(tensor(op, 2), tensor(op, 3), rd, in_c));
-                scratch = std::max(scratch, static_cast<size_t>(2 * in_c + rd) + size_t{se_pool_tasks(pool_.threads())} * in_c);
+                scratch = std::max(scratch, static_cast<size_t>(2 * in_c + rd) + static_cast<size_t>(se_pool_tasks(pool_.threads())) * in_c);
                 break;
             }
             default:
@@ -480,7 +480,7 @@ void Engine::plan_streaming() {
                        b.h / slices > next.params[2] / 2 * 2) {  // slices with rows besides their edge rows
                 // (a slice takes no unfused residual: GhostRows). The consumer's raw plane, then the rings.
                 streams_[i] = kStreamGhost;
-                const size_t raw = ghost_fuses_residual(next) ? (size_t{b.h} * b.w * next.params[0] + 15) / 16 * 16 : 0;
+                const size_t raw = ghost_fuses_residual(next) ? (static_cast<size_t>(b.h) * b.w * next.params[0] + 15) / 16 * 16 : 0;
                 scratch = std::max(scratch, raw + size_t(slices) * ghost_band_ring_rows(g, b.h, b.w) * b.w * b.c);
             }
             continue;

@@ -20,6 +20,11 @@ namespace avx512 {
 extern const KernelTable kTable;
 }
 #endif
+#if defined(GHOSTFAST_AARCH64)
+namespace neon {
+extern const KernelTable kTable;
+}
+#endif
 
 namespace {
 
@@ -27,6 +32,7 @@ bool supported(const KernelTable& t) {
     const CpuFeatures& f = cpu_features();
     if (std::strcmp(t.isa, "avx2") == 0) return f.avx2 && f.fma;
     if (std::strcmp(t.isa, "avx512") == 0) return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl;
+    if (std::strcmp(t.isa, "neon") == 0) return f.neon;
     return true;
 }
 
@@ -36,6 +42,9 @@ const KernelTable* const kAllTables[] = {
 #if defined(GHOSTFAST_X86)
     &avx2::kTable,
     &avx512::kTable,
+#endif
+#if defined(GHOSTFAST_AARCH64)
+    &neon::kTable,
 #endif
 };
 constexpr int32_t kTableCount = static_cast<int32_t>(sizeof(kAllTables) / sizeof(kAllTables[0]));

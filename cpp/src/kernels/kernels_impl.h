@@ -1,5 +1,5 @@
 // The optimized kernels, written once for every ISA. This file is included by each ISA translation unit
-// (generic.cpp, avx2.cpp, avx512.cpp) INSIDE that unit's own namespace, after the unit has defined its vector
+// (generic.cpp, avx2.cpp, avx512.cpp, neon.cpp) INSIDE that unit's own namespace, after the unit has defined its vector
 // traits. Everything here is `static` (internal linkage), so nothing compiled with AVX-512 flags can ever be
 // merged by the linker into code that a baseline caller reaches. No std:: templates here for the same reason
 // (their instantiations are COMDAT and shared across translation units).
@@ -18,6 +18,8 @@
 //   v_fma(a, b, c) = a * b + c, v_add, v_sub, v_mul, v_div
 //   v_max(x, c), v_min(x, c)     return x when x is NaN (so activations propagate NaN)
 //   v_pow2_from_magic(t)         the float 2^n where t = 1.5 * 2^23 + n (n an integer, |n| < 2^22)
+// Optionally (GF_HAS_FMA_LANE defined, kW == 4):
+//   v_fma_lane<L>(acc, b, x)     acc + b * x[L], the multiplier taken from one lane (NEON's fmla by element)
 // No kernel allocates, locks, or assumes alignment (activation slices at channel offsets are 4-byte aligned).
 
 #ifndef GF_KERNEL_MACROS
@@ -251,6 +253,21 @@ static GF_INLINE void pw_store_tile(const vf (&acc)[MR * NT], float* dst, int64_
     }
 }
 
+#if defined(GF_HAS_FMA_LANE)
+static_assert(kW == 4, "the lane-multiplier pointwise step is written for 4-lane vectors");
+// One K step of a pointwise tile whose A values sit in lane L of x[r] (tables with a by-lane FMA).
+template <int L, int MR, int NV, int NT>
+static GF_INLINE void pw_lane_step(vf (&acc)[MR * NT], const vf (&x)[MR], const float*& w, const float*& w2) {
+    vf b[NT];
+    GF_UNROLL for (int v = 0; v < NT; ++v) b[v] = v < NV ? v_load(w + v * kW) : v_load(w2 + (v - NV) * kW);
+    w += kPwNR;
+    if (NT > NV) w2 += kPwNR;
+    GF_UNROLL for (int r = 0; r < MR; ++r) {
+        GF_UNROLL for (int v = 0; v < NT; ++v) acc[r * NT + v] = v_fma_lane<L>(acc[r * NT + v], b[v], x[r]);
+    }
+}
+#endif
+
 // One MR x (NV * kW) tile over the full k: accumulators start at the bias (the panel's first row), the epilogue
 // adds the residual, applies the activation and stores once. `cols` (1 .. NV * kW) columns exist; when the last
 // vector is partial it is stored (and the residual read) through `tail`.
@@ -276,8 +293,23 @@ __attribute__((noinline)) static void pw_tile(const float* a, int64_t a_stride, 
     GF_UNROLL for (int r = 0; r < MR; ++r) ap[r] = a + r * a_stride;
     const float* w = panel + kPwNR;
     const float* w2 = NB > 0 ? panel2 + kPwNR : nullptr;
+    int32_t kk = 0;
+#if defined(GF_HAS_FMA_LANE)
+    // kW consecutive K values of each row in one load, each lane the multiplier of one K step's FMAs (A's K
+    // values are contiguous unless KS).
+    if constexpr (!KS) {
+        for (; kk + kW <= k; kk += kW) {
+            vf x[MR];
+            GF_UNROLL for (int r = 0; r < MR; ++r) x[r] = v_load(ap[r] + kk);
+            pw_lane_step<0, MR, NV, NT>(acc, x, w, w2);
+            pw_lane_step<1, MR, NV, NT>(acc, x, w, w2);
+            pw_lane_step<2, MR, NV, NT>(acc, x, w, w2);
+            pw_lane_step<3, MR, NV, NT>(acc, x, w, w2);
+        }
+    }
+#endif
 #pragma GCC unroll 4
-    for (int32_t kk = 0; kk < k; ++kk) {
+    for (; kk < k; ++kk) {
         vf b[NT];
         GF_UNROLL for (int v = 0; v < NT; ++v) b[v] = v < NV ? v_load(w + v * kW) : v_load(w2 + (v - NV) * kW);
         w += kPwNR;
