@@ -20,6 +20,7 @@
 //   v_pow2_from_magic(t)         the float 2^n where t = 1.5 * 2^23 + n (n an integer, |n| < 2^22)
 // Optionally (GF_HAS_FMA_LANE defined, kW == 4):
 //   v_fma_lane<L>(acc, b, x)     acc + b * x[L], the multiplier taken from one lane (NEON's fmla by element)
+// GF_DW_K7_ROWS defined: 7x7 depthwise gets the row-block kernels of 3x3 and 5x5 (needs 32 vector registers).
 // No kernel allocates, locks, or assumes alignment (activation slices at channel offsets are 4-byte aligned).
 
 #ifndef GF_KERNEL_MACROS
@@ -792,6 +793,11 @@ static void depthwise(const DepthwiseArgs& a, int32_t y_begin, int32_t y_end) {
     if (a.kernel == 3 && a.stride == 2) return dw_rows<3, 2>(a, y_begin, y_end);
     if (a.kernel == 5 && a.stride == 1) return dw_rows<5, 1>(a, y_begin, y_end);
     if (a.kernel == 5 && a.stride == 2) return dw_rows<5, 2>(a, y_begin, y_end);
+#if defined(GF_DW_K7_ROWS)
+    // 7x7 in row blocks too where the register file holds 8 accumulators, 7 weights and an input (32 registers).
+    if (a.kernel == 7 && a.stride == 1) return dw_rows<7, 1>(a, y_begin, y_end);
+    if (a.kernel == 7 && a.stride == 2) return dw_rows<7, 2>(a, y_begin, y_end);
+#endif
     dw_rows_any(a, y_begin, y_end);
 }
 

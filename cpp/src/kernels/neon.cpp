@@ -31,8 +31,9 @@ static constexpr int kPwMR1 = 12;
 // Conv 8 pixels x 8 output channels: 16 accumulators + 2 weight vectors + 1 broadcast.
 static constexpr int kConvXB = 8;
 static constexpr int kConvNV = 2;
-// Depthwise: 8 accumulators + up to 7 weights (k = 7) + 1 input.
+// Depthwise: 8 accumulators + up to 7 weights (k = 7) + 1 input, so 7x7 runs in row blocks too.
 static constexpr int kDwXB = 8;
+#define GF_DW_K7_ROWS 1
 
 typedef float32x4_t vf;
 typedef int32_t vmask;  // a lane count, 1..4: NEON has no lane masks for memory operations
