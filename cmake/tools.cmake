@@ -1,5 +1,8 @@
 # The native tools: the model-file reader, ghostfast-bench, and the C++ tests (doctest), run by ctest (through
 # CMAKE_CROSSCOMPILING_EMULATOR when cross-compiling: qemu-aarch64 in the aarch64 preset).
+if(CMAKE_VERSION VERSION_LESS 3.19)
+  message(FATAL_ERROR "the native tools' tests need CMake >= 3.19 (string(JSON)); the presets need 3.25")
+endif()
 find_package(nlohmann_json 3 CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(doctest CONFIG REQUIRED)
