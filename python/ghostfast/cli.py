@@ -1,4 +1,4 @@
-"""The ``ghostfast`` command: list, profile, structure, bench, compare."""
+"""The ``ghostfast`` command: list, profile, structure, bench, compare, eval, export."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 import sys
 
 from . import report
+from .device import DEFAULT_BENCH, DEFAULT_DEVICE_DIR, DeviceError
 
 
 # ghostfast.comparison.DEFAULT_BACKENDS, repeated so building the parser does not import torch.
@@ -73,12 +74,24 @@ def cmd_bench(args) -> str:
 
 
 def cmd_compare(args) -> str:
+    import contextlib
+
     from .comparison import compare
 
-    result = compare(models=_csv_list(args.models) if args.models else None, backends=_csv_list(args.backends),
-                     threads=args.threads, batch=args.batch, iters=args.iters, rounds=args.rounds,
-                     warmup=args.warmup, baseline=args.baseline, check=not args.no_check,
-                     progress=not args.no_progress)
+    backends = [] if args.backends.strip().lower() == "none" else _csv_list(args.backends)
+    if not backends and not args.device:
+        raise ValueError("--backends none leaves nothing to compare without --device")
+    with contextlib.ExitStack() as stack:
+        device = None
+        if args.device:
+            from .device import AdbDevice, parse_spec
+
+            device = stack.enter_context(AdbDevice(parse_spec(args.device), bench=args.device_bench,
+                                                   device_dir=args.device_dir))
+        result = compare(models=_csv_list(args.models) if args.models else None, backends=backends,
+                         threads=args.threads, batch=args.batch, iters=args.iters, rounds=args.rounds,
+                         warmup=args.warmup, baseline=args.baseline, check=not args.no_check,
+                         progress=not args.no_progress, device=device)
     if result.interrupted:
         print("interrupted: keeping what was measured before Ctrl-C", file=sys.stderr)
         args.exit_code = 130  # the output is written, but a script should know the run is incomplete
@@ -120,6 +133,42 @@ def _write_compare_dir(result, args) -> None:
         paths = write_report(result, args.out, plots=False, breakdown=breakdown,
                              breakdown_threads=min(result.settings["threads"]), breakdown_note=note)
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+
+
+# ---- export: engine files, inputs and torch outputs for a device (ghostfast.export) ---------------------------------
+def cmd_export(args) -> str:
+    from .export import MANIFEST, export
+
+    manifest = export(models=_csv_list(args.models) if args.models else None, out_dir=args.out,
+                      weights=args.weights, weights_format=args.weights_format, seed=args.seed,
+                      progress=not args.no_progress)
+    rows = [{"model": m["model"], "engine": m["files"]["engine"], "input": "x".join(map(str, m["input_shape"])),
+             "classes": m["classes"], "params (M)": f"{m['params'] / 1e6:.2f}", "MACs (M)": f"{m['macs'] / 1e6:.0f}",
+             "weights": m["weights"]["format"] if m["weights"] else "zoo init, BN randomized",
+             "host check": f"{m['host_check']['max_rel_err']:.1e} ({m['host_check']['isa']})"}
+            for m in manifest["models"]]
+    return report.render(rows, "md") + f"\n\nwrote {len(rows)} models and {MANIFEST} to {args.out}"
+
+
+def add_export_parser(sub) -> None:
+    sp = sub.add_parser("export", help="engine files + reference input + torch output per model, for a device",
+                        description="Write NAME.gfe (the native engine, batch 1), NAME.input.npy (a seeded input) "
+                                    "and NAME.torch.npy (torch eager's logits on it) per zoo model, plus "
+                                    "manifest.json, for ghostfast-bench on a phone or board: `ghostfast-bench "
+                                    "NAME.gfe --input NAME.input.npy --output y.npy` and compare y with torch's.")
+    sp.add_argument("--models", help="comma-separated names or aliases (default: the whole zoo, 20 models)")
+    sp.add_argument("--weights", help="a checkpoint for one model (.pth / .pt / .bin / .safetensors), loaded as "
+                                      "`ghostfast eval --weights` loads it; the model is detected from it without "
+                                      "--models (default: the zoo's own initialisation with randomized BN "
+                                      "statistics, as `ghostfast compare` measures)")
+    sp.add_argument("--weights-format", help="force the checkpoint format, e.g. timm:tf_efficientnet_lite0 "
+                                             "(default: detected from the keys)")
+    sp.add_argument("--seed", type=int, default=0,
+                    help="seed of the zoo initialisation, the BN randomization and the input; 0 is what "
+                         "`ghostfast compare` measures (default: %(default)s)")
+    sp.add_argument("--out", required=True, metavar="DIR", help="folder to write the files into (created)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_export)
 
 
 # ---- eval: ImageNet accuracy (ghostfast.accuracy) ---------------------------------------------------------------
@@ -201,10 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "results.json and PNG plots with --out DIR.")
     sp.add_argument("--models", help="comma-separated names (default: the whole zoo)")
     sp.add_argument("--backends", default=",".join(DEFAULT_COMPARE_BACKENDS),
-                    help="comma-separated backends (default: %(default)s; also torch-compiled, torchscript, "
-                         "torch-cuda, onnxruntime-cuda)")
-    sp.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    sp.add_argument("--batch", type=int, nargs="+", default=[1])
+                    help="comma-separated backends run on this machine (default: %(default)s; also "
+                         "torch-compiled, torchscript, torch-cuda, onnxruntime-cuda); they run with --device too, "
+                         "in the same report: give `none` to run the device alone")
+    sp.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="intra-op thread counts, one cell each (default: 1 2)")
+    sp.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes, one cell each (default: 1)")
     sp.add_argument("--iters", type=int, default=50, help="timed iterations per cell (default: %(default)s)")
     sp.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are split into "
                                                           "(default: %(default)s)")
@@ -212,14 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--baseline", default=None, help="backend the ratios divide by (default: onnxruntime if "
                                                      "compared, else the first backend)")
     sp.add_argument("--no-check", action="store_true", help="skip the output check against torch")
+    sp.add_argument("--device", metavar="adb[:SERIAL]",
+                    help="also run the native engine on a phone over adb (SERIAL from `adb devices`; without it, "
+                         "the only device attached): each model is exported, pushed with ghostfast-bench, checked "
+                         "against torch there and timed (--iters after --warmup, in one run); rows "
+                         "`native@<device model>` (default: no device)")
+    sp.add_argument("--device-bench", default=str(DEFAULT_BENCH), metavar="PATH",
+                    help="the aarch64 ghostfast-bench to push, built by `cmake --preset aarch64 && cmake --build "
+                         "--preset aarch64` (default: %(default)s)")
+    sp.add_argument("--device-dir", default=DEFAULT_DEVICE_DIR, metavar="DIR",
+                    help="device folder for the binary and the model files (default: %(default)s)")
     sp.add_argument("--out", metavar="DIR", help="write report.md, results.csv, results.json and PNG plots here")
     sp.add_argument("--no-plots", action="store_true", help="with --out: tables only")
     sp.add_argument("--format", choices=report.FORMATS, default="md", help="what is printed (default: md)")
     sp.add_argument("--output", "-o", help="write to this file instead of stdout")
-    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_compare)
 
     add_eval_parser(sub)
+    add_export_parser(sub)
     return p
 
 
@@ -227,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         text = args.func(args)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, DeviceError) as e:
         print(f"ghostfast {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

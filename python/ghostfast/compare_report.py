@@ -89,6 +89,9 @@ def latency_tables(records, settings: dict | None = None) -> str:
                 title += f" — in brackets: x {base}"
             parts.append(title + "\n\n" + _md(rows, ["model", "params (M)", "MACs (M)", "top-1 (%)", *backends]))
     notes = []
+    if (settings or {}).get("device"):
+        notes.append(f"{settings['device']}: the device's rows (see Environment), timed there by ghostfast-bench in "
+                     f"one run of the cell's iterations; no ratio, since it is another machine than the baseline's.")
     if any((r.get("round_drift") or 1.0) > DRIFT_FLAG for r in records if r["status"] == "ok"):
         notes.append(f"† the slowest round's median was more than {DRIFT_FLAG}x the fastest's: the machine's "
                      f"speed moved during this cell; trust its ratio less, or rerun with more --iters.")
@@ -107,7 +110,8 @@ def ratio_table(records, settings: dict | None = None) -> str:
     base = (settings or {}).get("baseline") or next((r["baseline"] for r in records if r.get("baseline")), None)
     if not base:
         return ""
-    cols = [(b, t, bs) for bs in batches for b in backends if b != base for t in threads]
+    device = (settings or {}).get("device")  # another machine: it has no ratio to the host's baseline
+    cols = [(b, t, bs) for bs in batches for b in backends if b not in (base, device) for t in threads]
     if not cols:
         return ""
     headers = ["model"] + [f"{b} {t}t" + (f" b{bs}" if len(batches) > 1 else "") for b, t, bs in cols]
@@ -191,6 +195,15 @@ def environment_lines(environment: dict, settings: dict | None = None, wall_s: f
         f"- libraries: {versions}",
         f"- date: {e.get('date', '?')}; command: `{e.get('command', '?')}`",
     ]
+    d = e.get("device")
+    if d:
+        cores = f", {d['cores']} cores" if d.get("cores") else ""
+        maker, model = d.get("manufacturer") or "", d.get("model") or "?"
+        name = model if model.lower().startswith(maker.lower()) else f"{maker} {model}"  # "Google Pixel 7"
+        lines.append(f"- device ({d.get('backend')}): {name}"
+                     f", SoC {d.get('soc') or '?'}, CPU {d.get('cpu') or d.get('bench_cpu') or '?'}{cores}, "
+                     f"{d.get('machine') or '?'} / ABI {d.get('abi') or '?'}, Android {d.get('android') or '?'}; "
+                     f"engine kernels {', '.join(d.get('engine_isa') or []) or '?'}; adb serial {d.get('serial')}")
     if e.get("load_average_start") is not None:
         lines.append(f"- load average (1 / 5 / 15 min) at start {_loads(e['load_average_start'])}, at end "
                      f"{_loads(e.get('load_average_end'))} (above 0.5 per core: other work shared the CPUs)")
@@ -267,7 +280,8 @@ def full_markdown(result, plots: dict[str, str] | None = None, breakdown: dict[s
     s = settings or {}
     if s:
         wall = getattr(result, "wall_s", None)
-        parts.append(f"{len(s.get('models', []))} models x {', '.join(s.get('backends', []))} x threads "
+        backends = [*s.get("backends", []), *([s["device"]] if s.get("device") else [])]
+        parts.append(f"{len(s.get('models', []))} models x {', '.join(backends)} x threads "
                      f"{s.get('threads')} x batch {s.get('batch')}; {s.get('iters')} timed iterations per cell in "
                      f"{s.get('rounds')} interleaved rounds; baseline {s.get('baseline')}"
                      + (f"; {wall:.0f} s." if wall is not None else "."))

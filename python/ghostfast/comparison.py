@@ -164,6 +164,17 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if not isinstance(e, BackendUnavailable) else str(e)
 
 
+def checked_fields(output, reference, tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """The check fields of a record for ``output`` against torch's ``reference``; a failed check adds
+    ``status="mismatch"`` and the reason (every backend, host or device, is judged by this one rule)."""
+    fields = check_output(output, reference, tolerance)
+    note = fields.pop("check_note", None)
+    if not fields["check_ok"]:
+        note = note or f"max rel. error {fields['check_max_rel_err']:.2e} > tolerance {tolerance:.0e}"
+        fields.update(status="mismatch", reason=f"output differs from torch: {note}")
+    return fields
+
+
 def measure_group(model, x: torch.Tensor, reference: np.ndarray, backends: list[str], threads: int, iters: int,
                   rounds: int, warmup: int, tolerance: float = DEFAULT_TOLERANCE, check: bool = True,
                   unavailable: dict[str, str] | None = None) -> dict[str, dict]:
@@ -191,14 +202,12 @@ def measure_group(model, x: torch.Tensor, reference: np.ndarray, backends: list[
             fields: dict = {"threads": runner.threads}
             if check:
                 try:
-                    fields.update(check_output(runner.output(), reference, tolerance))
+                    fields.update(checked_fields(runner.output(), reference, tolerance))
                 except Exception as e:
                     out[name] = {"status": "error", "reason": f"run failed: {_reason(e)}"}
                     continue
-                if not fields["check_ok"]:
-                    err = fields["check_max_rel_err"]
-                    note = fields.pop("check_note", None) or f"max rel. error {err:.2e} > tolerance {tolerance:.0e}"
-                    out[name] = {**fields, "status": "mismatch", "reason": f"output differs from torch: {note}"}
+                if fields.get("status") == "mismatch":
+                    out[name] = fields
                     continue
             out[name] = fields
             runners[name] = runner
@@ -240,6 +249,30 @@ def _resolve_baseline(baseline, backend_list: list[str], unavailable: dict[str, 
     return name
 
 
+def reference_model(name: str, seed: int = 0):
+    """The instance :func:`compare` measures: the zoo model ``name`` with BN statistics randomized by ``seed``.
+
+    The zoo's initialisation draws from torch's global generator; it is seeded here too (in a forked generator
+    state, so the caller's is untouched), so one seed gives the same weights in every run and ``ghostfast export``
+    files can be reproduced from their manifest."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = registry.create(name)
+    return randomize_batchnorm(model, seed)
+
+
+def reference_input(name: str, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """The seeded input :func:`compare` feeds ``name`` at batch size ``batch``."""
+    shape = (batch, *input_shape(registry.spec(name).input_size)[1:])
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def torch_reference(model, x: torch.Tensor) -> np.ndarray:
+    """Torch eager's output on ``x``: what every backend's output is checked against."""
+    with torch.inference_mode():
+        return model(x).numpy()
+
+
 def compare(
     models=None,
     backends=DEFAULT_BACKENDS,
@@ -253,6 +286,7 @@ def compare(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     progress: bool = True,
+    device=None,
 ) -> Comparison:
     """Size and latency of ``models`` on ``backends`` at each thread count and batch size; one record each.
 
@@ -262,7 +296,10 @@ def compare(
     (default 2). ``baseline``: the backend each record's ``ratio_to_baseline`` divides by (default:
     onnxruntime when compared and installed, else the first backend that runs here; ``False`` for none).
     ``check``: compare each backend's output with torch eager before timing it; ``tolerance`` is the largest
-    max |diff| / max |torch| that passes. ``seed``: BN randomization and input.
+    max |diff| / max |torch| that passes. ``seed``: the zoo initialisation, BN randomization and input.
+    ``device``: also run the native engine on a phone over adb (``"adb"``, ``"adb:SERIAL"`` or a
+    :class:`ghostfast.device.AdbDevice`): one more record per cell, backend ``native@<device model>``, checked and
+    timed there by ``ghostfast-bench`` (no ratio: it is another machine); ``backends`` may then be empty.
 
     Returns a :class:`Comparison`: a list of dicts with the keys :data:`RECORD_KEYS` (latency fields None for
     records whose ``status`` is not ``"ok"``), plus ``settings`` and ``environment``.
@@ -279,7 +316,7 @@ def compare(
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
     if not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
-    if not (backend_list and thread_list and batch_list):
+    if not ((backend_list or device is not None) and thread_list and batch_list):
         raise ValueError("backends, threads and batch must each name at least one value")
     unavailable: dict[str, str] = {}
     for b in backend_list:
@@ -295,6 +332,15 @@ def compare(
     environment = {**env.describe(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    "command": " ".join(sys.argv), "torch_threads_default": torch.get_num_threads(),
                    "load_average_start": _load_average(), "load_average_end": None}
+    dev = None
+    if device is not None:
+        from .device import open_device
+
+        dev = open_device(device)
+        if dev is not device:  # opened here from "adb[:SERIAL]": set up here, closed at the end
+            dev.setup()
+        settings["device"] = dev.backend
+        environment["device"] = dev.describe()
     result = Comparison(settings=settings, environment=environment)
 
     from tqdm.auto import tqdm
@@ -303,25 +349,36 @@ def compare(
     bar = tqdm(total=len(groups), desc="compare", unit="cell", disable=not progress, file=sys.stderr)
     try:
         for name in names:
-            model = randomize_batchnorm(registry.create(name), seed)
+            model = reference_model(name, seed)
             fields = _model_fields(name)
             for bs in batch_list:
-                shape = (bs, *input_shape(registry.spec(name).input_size)[1:])
-                x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-                with torch.inference_mode():
-                    reference = model(x).numpy()
+                x = reference_input(name, bs, seed)
+                shape = tuple(x.shape)
+                reference = torch_reference(model, x)
+                if dev is not None:
+                    dev.prepare(name, model, x)
                 for t in thread_list:
                     bar.set_postfix_str(f"{name} batch {bs} threads {t}")
                     group = measure_group(model, x, reference, backend_list, t, iters, rounds, int(warmup),
                                           tolerance, check, unavailable)
                     result.extend(_records(fields, group, bs, t, shape, base, backend_list))
+                    if dev is not None:  # another machine: no ratio to a host baseline
+                        on_device = {dev.backend: dev.measure(name, bs, reference, t, iters, int(warmup), tolerance,
+                                                              check)}
+                        result.extend(_records(fields, on_device, bs, t, shape, None, [dev.backend]))
                     bar.update()
+                if dev is not None:
+                    dev.release(name, bs)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
         bar.close()
+        if dev is not None and dev is not device:
+            dev.close()
     result.wall_s = time.perf_counter() - t_start
     result.environment["load_average_end"] = _load_average()
+    if dev is not None:
+        result.environment["device"] = dev.describe()  # now with the kernel table the bench reported
     return result
 
 
@@ -371,7 +428,7 @@ def op_breakdown(models=BREAKDOWN_MODELS, threads: int = 1, iters: int = 30, see
     get_backend("native").check_available()
     out = {}
     for name in _names(models):
-        model = randomize_batchnorm(registry.create(name), seed)
+        model = reference_model(name, seed)
         engine = compile_engine(model, threads=threads)
         x = torch.randn((1, *engine.input_shape), generator=torch.Generator().manual_seed(seed)).numpy()
         engine.profile(x, max(1, iters // 5))  # warm-up: first runs touch the arena and packed weights
