@@ -6,6 +6,8 @@
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -53,13 +55,51 @@ std::unique_ptr<Engine> make_engine(int32_t max_batch, int32_t input_value, int3
     return std::make_unique<Engine>(std::move(p), threads, isa);
 }
 
-// Checks an input batch and returns (pointer, n). The caller keeps `x` alive for the duration of the run.
-std::pair<const float*, int32_t> check_input(const Engine& e, nb::handle obj, AnyArray& x) {
-    if (!nb::try_cast<AnyArray>(obj, x))
-        throw nb::type_error("input must be a numpy array or a torch tensor (float32, NCHW)");
+// The dtype of an array-like input, as its library prints it ("float64", ">f4", "torch.float16"), or "" if none.
+std::string dtype_of(nb::handle obj) {
+    try {
+        return nb::str(nb::getattr(obj, "dtype")).c_str();
+    } catch (const std::exception&) {  // (nb::python_error included: no dtype attribute)
+        return "";
+    }
+}
+
+// A numpy float32 dtype in the other byte order: nanobind does not take such arrays, and the engine needs native.
+bool is_swapped_float32(nb::handle obj) {
+    try {
+        nb::object dt = obj.attr("dtype");
+        const std::string order = nb::str(dt.attr("byteorder")).c_str();
+        return std::string(nb::str(dt.attr("kind")).c_str()) == "f" && nb::cast<int>(dt.attr("itemsize")) == 4 &&
+               (order == ">" || order == "<");  // numpy prints native order as "=": these are the swapped ones
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+// Checks an input batch and returns (pointer, n). The caller keeps `x` and `aligned` alive for the duration of
+// the run. An array whose data is not float-aligned (a view at an odd byte offset into a buffer) is copied into
+// `aligned`: the kernels read the input through float pointers, and misaligned ones are undefined behaviour.
+std::pair<const float*, int32_t> check_input(const Engine& e, nb::handle obj, AnyArray& x, std::vector<float>& aligned) {
+    if (!nb::try_cast<AnyArray>(obj, x)) {
+        if (is_swapped_float32(obj))
+            throw nb::type_error(("input has dtype " + dtype_of(obj) + ", big-endian float32; the engine needs "
+                                  "native (little-endian) float32: convert with x.astype('<f4') or "
+                                  "np.ascontiguousarray(x, dtype=np.float32)").c_str());
+        const std::string dt = dtype_of(obj);
+        if (!dt.empty())
+            throw nb::type_error(("input must be a float32 array, got dtype " + dt +
+                                  " (convert with np.ascontiguousarray(x, dtype=np.float32) / .float())").c_str());
+        throw nb::type_error(("input must be a numpy array or a torch tensor (float32, NCHW), got " +
+                              std::string(nb::str(obj.type().attr("__name__")).c_str()))
+                                 .c_str());
+    }
     if (x.device_type() != nb::device::cpu::value) throw nb::value_error("input must be on the CPU");
-    if (x.dtype() != nb::dtype<float>())
-        throw nb::type_error("input must have dtype float32 (convert with .astype(np.float32) / .float())");
+    if (x.dtype() != nb::dtype<float>()) {
+        const std::string dt = dtype_of(obj);
+        throw nb::type_error(("input must have dtype float32, got " + (dt.empty() ? std::string("another dtype") : dt) +
+                              " (convert with .astype(np.float32) / .float())")
+                                 .c_str());
+    }
     if (x.ndim() != 4)
         throw nb::value_error(("input must be 4-D NCHW, got " + std::to_string(x.ndim()) + " dimensions").c_str());
     const int64_t want[3] = {e.in_c(), e.in_h(), e.in_w()};
@@ -81,7 +121,13 @@ std::pair<const float*, int32_t> check_input(const Engine& e, nb::handle obj, An
             throw nb::value_error("input must be C-contiguous (use np.ascontiguousarray / .contiguous())");
         expect *= static_cast<int64_t>(x.shape(i));
     }
-    return {static_cast<const float*>(x.data()), static_cast<int32_t>(n)};
+    const auto* data = static_cast<const float*>(x.data());
+    if (reinterpret_cast<uintptr_t>(data) % alignof(float) != 0) {
+        aligned.resize(static_cast<size_t>(expect));
+        std::memcpy(aligned.data(), data, static_cast<size_t>(expect) * sizeof(float));
+        data = aligned.data();
+    }
+    return {data, static_cast<int32_t>(n)};
 }
 
 OutArray new_output(int32_t n, int32_t classes, float** data) {
@@ -94,6 +140,7 @@ OutArray new_output(int32_t n, int32_t classes, float** data) {
 }  // namespace
 
 void bind_engine(nb::module_& m) {
+    m.attr("MAX_THREADS") = ghostfast::kMaxThreads;  // the upper bound of Engine's threads (thread_pool.h)
     nb::class_<Engine>(m, "Engine", "A compiled model: run(x) -> logits. Build through ghostfast.compile / load.")
         .def(nb::new_(&make_engine), "max_batch"_a, "input_value"_a, "output_value"_a, "buffers"_a, "values"_a,
              "ops"_a, "tensors"_a, "threads"_a = 1, "isa"_a = "")
@@ -101,7 +148,8 @@ void bind_engine(nb::module_& m) {
             "run",
             [](Engine& e, nb::handle obj) {
                 AnyArray x;
-                auto [ptr, n] = check_input(e, obj, x);
+                std::vector<float> aligned;
+                auto [ptr, n] = check_input(e, obj, x, aligned);
                 float* out = nullptr;
                 OutArray result = new_output(n, e.classes(), &out);
                 {
@@ -117,7 +165,8 @@ void bind_engine(nb::module_& m) {
                 if (iters <= 0) throw nb::value_error("iters must be a positive integer");
                 if (warmup < 0) throw nb::value_error("warmup must be >= 0");
                 AnyArray x;
-                auto [ptr, n] = check_input(e, obj, x);
+                std::vector<float> aligned;
+                auto [ptr, n] = check_input(e, obj, x, aligned);
                 std::vector<float> out(static_cast<size_t>(n) * e.classes());
                 std::vector<int64_t> samples;
                 {
@@ -135,7 +184,8 @@ void bind_engine(nb::module_& m) {
             [](Engine& e, nb::handle obj, int32_t iters) {
                 if (iters <= 0) throw nb::value_error("iters must be a positive integer");
                 AnyArray x;
-                auto [ptr, n] = check_input(e, obj, x);
+                std::vector<float> aligned;
+                auto [ptr, n] = check_input(e, obj, x, aligned);
                 std::vector<ghostfast::OpTiming> t;
                 {
                     nb::gil_scoped_release release;

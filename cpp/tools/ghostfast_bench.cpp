@@ -25,6 +25,7 @@
 #include "ghostfast/kernels.h"
 #include "ghostfast/model_file.h"
 #include "ghostfast/npy.h"
+#include "ghostfast/thread_pool.h"
 #include "ghostfast/timing.h"
 
 namespace {
@@ -146,7 +147,9 @@ ghostfast::NpyArray make_input(const Options& opt, const ghostfast::Engine& engi
 void parse_args(int argc, char** argv, Options& opt) {
     CLI::App app("Runs a ghostfast engine file (written by Engine.save) and prints its latency.", "ghostfast-bench");
     app.add_option("MODEL", opt.model, "engine file (.gfe)")->required();
-    app.add_option("--threads", opt.threads, "intra-op threads")->capture_default_str()->check(CLI::Range(1, 256));
+    app.add_option("--threads", opt.threads, "intra-op threads")
+        ->capture_default_str()
+        ->check(CLI::Range(1, ghostfast::kMaxThreads));
     app.add_option("--iters", opt.iters, "timed iterations")->capture_default_str()->check(CLI::Range(
         int64_t{1}, kMaxIters));
     app.add_option("--warmup", opt.warmup, "untimed iterations before timing")->capture_default_str()->check(

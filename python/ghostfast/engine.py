@@ -5,7 +5,9 @@ loads and runs in a process that never imports torch.
 
 Concurrency: ``Engine.run`` releases the GIL. Calls on one engine from several Python threads are safe and run
 one at a time (they share the engine's activation arena); for parallel inference use one engine per thread,
-each with its own ``threads`` setting.
+each with its own ``threads`` setting. A child process made by ``fork()`` (multiprocessing's fork start method)
+may run engines built before the fork, even if another thread was inside ``run`` at that moment: the child's
+first ``run`` gives the engine a fresh lock and thread pool.
 """
 from __future__ import annotations
 
@@ -14,20 +16,30 @@ from collections import defaultdict
 import numpy as np
 
 from . import _core
-from .program import Program, load_program, save_program
+from .program import ModelFileError, Program, load_program, save_program
 
 # Every kernel table a build can have; which of them this CPU and build can run: ``_core.kernels.available()``.
 KERNEL_TABLES = ("generic", "avx2", "avx512", "neon")
+# The most intra-op threads an engine may have (checked here and in C++, before any thread starts).
+MAX_THREADS = _core.MAX_THREADS
+
+
+def _check_run_args(threads, isa) -> None:
+    """ValueError for a thread count or kernel table that no program could run with."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an int in [1, {MAX_THREADS}], got {threads!r}")
+    if isa is not None and isa not in KERNEL_TABLES:
+        raise ValueError(f"isa must be None or one of {', '.join(map(repr, KERNEL_TABLES))}, got {isa!r}")
+    if isa is not None and isa not in _core.kernels.available():
+        raise ValueError(f"kernel table {isa!r} is not available on this CPU or in this build "
+                         f"(available: {', '.join(_core.kernels.available())})")
 
 
 class Engine:
     """A compiled model. ``engine.run(x)`` maps a float32 NCHW batch (numpy or torch) to logits (numpy)."""
 
     def __init__(self, program: Program, threads: int = 1, isa: str | None = None) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
-        if isa is not None and isa not in KERNEL_TABLES:
-            raise ValueError(f"isa must be None or one of {', '.join(map(repr, KERNEL_TABLES))}, got {isa!r}")
+        _check_run_args(threads, isa)
         self.program = program
         self._core = _core.Engine(**program.core_args(), threads=threads, isa=isa or "")
 
@@ -116,5 +128,16 @@ def compile(model_or_name, input_size=None, batch: int = 1, threads: int = 1, is
 
 
 def load(path, threads: int = 1, isa: str | None = None) -> Engine:
-    """An engine from a file written by :meth:`Engine.save`; needs numpy only."""
-    return Engine(load_program(path), threads=threads, isa=isa)
+    """An engine from a file written by :meth:`Engine.save`; needs numpy only.
+
+    A file the engine refuses (an inconsistent program, or one that needs more memory than this machine has)
+    raises :class:`~ghostfast.program.ModelFileError` naming the file; bad ``threads`` / ``isa`` stay ValueErrors.
+    """
+    _check_run_args(threads, isa)
+    program = load_program(path)
+    try:
+        return Engine(program, threads=threads, isa=isa)
+    except ModelFileError:
+        raise
+    except ValueError as e:  # the C++ constructor's validation: the arguments were checked above
+        raise ModelFileError(f"{path}: the engine refuses this model file: {e}") from e

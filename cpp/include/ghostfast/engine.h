@@ -9,6 +9,7 @@
 // slices of one buffer; split / chunk are slices too. Ops read values and write one value.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -104,13 +105,16 @@ class GhostRows;
 
 class Engine {
 public:
-    // isa: "" for the best table this CPU supports, else "generic" / "avx2" / "avx512".
+    // isa: "" for the best table this CPU supports, else "generic" / "avx2" / "avx512". threads: [1, kMaxThreads],
+    // checked before any worker starts. Throws std::invalid_argument for an invalid program, and for one whose
+    // activation memory, weights and scratch exceed what this machine can give (checked before allocating).
     Engine(ProgramSpec program, int threads, const std::string& isa);
     ~Engine();
 
     // input: n images, NCHW contiguous float32, 1 <= n <= max_batch. output: n x classes floats.
     // Calls on one engine are serialized by a mutex (they share the arena); use one engine per thread
-    // for concurrent inference.
+    // for concurrent inference. In a child process made by fork() (even while another thread was inside run()),
+    // the first call gives the engine a fresh mutex and thread pool (adopt_after_fork).
     void run(const float* input, int32_t n, float* output);
 
     // Per-op mean wall time over `iters` runs of `input` (n images).
@@ -123,10 +127,10 @@ public:
     int32_t in_h() const;
     int32_t in_w() const;
     int32_t classes() const;
-    int threads() const { return pool_.threads(); }
+    int threads() const { return pool_->threads(); }
     // Parallel regions (thread-pool jobs) run so far, over all runs: benchmarks/dispatch_overhead.py counts a
     // run's regions with it.
-    uint64_t parallel_regions() const { return pool_.jobs(); }
+    uint64_t parallel_regions() const { return pool_->jobs(); }
     const char* isa() const { return kernels_->isa; }
     size_t arena_bytes() const { return arena_floats_ * sizeof(float); }
     size_t weight_bytes() const { return packed_floats_ * sizeof(float); }
@@ -135,10 +139,14 @@ private:
     struct Prepared;
     struct SliceEdge;
     void validate();
+    void check_memory() const;
+    size_t packed_floats(const OpSpec& op) const;
+    void adopt_after_fork();
     void pack_weights();
     void plan_folds();
     void plan_streaming();
     void plan_arena();
+    void allocate();
     void run_locked(const float* input, int32_t n, float* output, std::vector<double>* op_ns);
     void execute(size_t op_index, int32_t n);
     void run_ghost_into_depthwise(size_t op_index, int32_t n);
@@ -156,12 +164,13 @@ private:
 
     ProgramSpec program_;
     const KernelTable* kernels_;
-    ThreadPool pool_;
+    std::unique_ptr<ThreadPool> pool_;  // a pointer so that a forked child can replace it (adopt_after_fork)
     std::vector<std::unique_ptr<Prepared>> prepared_;
     std::vector<size_t> buffer_offset_;  // floats, per buffer
     float* arena_ = nullptr;
     size_t arena_floats_ = 0;
     size_t packed_floats_ = 0;
+    size_t scratch_floats_ = 0;   // scratch_'s planned size (allocated after check_memory)
     std::vector<float> scratch_;  // SE vectors; a Ghost op's rings or pre-residual primary output (plan_streaming)
     // The op that reads the caller's NCHW input in place (a stem conv that is the input's only reader), or
     // -1: then the input is first converted into its NHWC arena value.
@@ -177,7 +186,10 @@ private:
     // Where a Ghost module's row slices meet at more than one thread (executor.cpp), per image and slice.
     std::unique_ptr<SliceEdge[]> slice_edges_;
     const float* run_input_ = nullptr;  // the caller's input during run_locked
-    std::mutex mutex_;
+    std::unique_ptr<std::mutex> mutex_;
+    // The fork generation (fork_generation() in engine.cpp) that built mutex_ and pool_: run() compares it with
+    // the current one, a relaxed load and a compare, to notice that it runs in a forked child.
+    std::atomic<uint64_t> fork_generation_{0};
 };
 
 }  // namespace ghostfast

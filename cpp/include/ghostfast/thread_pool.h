@@ -13,11 +13,18 @@
 
 namespace ghostfast {
 
+// The most threads an engine (and so a pool) may have: the one bound that the engine's constructor, the Python
+// front end (ghostfast._core.MAX_THREADS) and ghostfast-bench check, before any thread starts.
+constexpr int kMaxThreads = 256;
+
 class ThreadPool {
 public:
     // fn(context, task) is called once for every task in [0, tasks).
     using TaskFn = void (*)(void* context, int64_t task);
 
+    // Starts threads - 1 workers (threads in [1, kMaxThreads], else std::invalid_argument before any starts). If
+    // one cannot start, the ones already started are stopped and joined, and std::runtime_error says how many
+    // were asked for: a partial start never leaves workers waiting on a condition variable being destroyed.
     explicit ThreadPool(int threads);
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
@@ -38,6 +45,7 @@ private:
     void worker_loop(int self);
     void work_on(uint64_t job, int self);
     void finish(int64_t done);
+    void stop_workers();
 
     const int threads_;
     std::vector<std::thread> workers_;

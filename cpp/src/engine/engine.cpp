@@ -5,12 +5,23 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
+#include <thread>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
 
 #include "engine/engine_internal.h"
 
 namespace ghostfast {
+
+std::atomic<uint64_t> g_fork_generation{0};
 
 namespace {
 
@@ -64,6 +75,124 @@ bool next_op_is_sole_reader(const ProgramSpec& p, size_t i) {
     return true;
 }
 
+int checked_threads(int threads) {
+    if (threads < 1 || threads > kMaxThreads)
+        fail("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(threads));
+    return threads;
+}
+
+const KernelTable* checked_kernels(const std::string& isa) {
+    const KernelTable* k = isa.empty() ? &best_kernels() : kernels_for(isa.c_str());
+    if (k == nullptr) fail("kernel table '" + isa + "' is not available on this CPU or in this build");
+    return k;
+}
+
+// Byte counts of a memory plan, saturating instead of wrapping: a hostile file's sizes then compare as huge.
+uint64_t add_bytes(uint64_t a, uint64_t b) {
+    return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max() : a + b;
+}
+uint64_t mul_bytes(uint64_t a, uint64_t b) {
+    return b != 0 && a > std::numeric_limits<uint64_t>::max() / b ? std::numeric_limits<uint64_t>::max() : a * b;
+}
+
+// What this process can still allocate, in bytes, and where that bound comes from; 0 when unknown. The
+// smallest of: free memory (Linux: MemAvailable + SwapFree; elsewhere the physical memory), the cgroup's
+// memory limit less its usage, and RLIMIT_AS / RLIMIT_DATA less what the process already uses.
+struct Available {
+    uint64_t bytes = 0;
+    std::string source;
+    void bound(uint64_t b, const std::string& from) {
+        if (bytes == 0 || b < bytes) bytes = b, source = from;
+    }
+};
+
+#if defined(__linux__)
+uint64_t meminfo_kib(const std::string& text, const char* key) {
+    const size_t at = text.find(key);
+    if (at == std::string::npos) return 0;
+    return std::strtoull(text.c_str() + at + std::strlen(key), nullptr, 10);
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// memory.max (v2) or memory.limit_in_bytes (v1) less the usage, for the cgroup /proc/self/cgroup names.
+void cgroup_bound(Available& a) {
+    std::istringstream lines(read_text("/proc/self/cgroup"));
+    for (std::string line; std::getline(lines, line);) {
+        const size_t c1 = line.find(':'), c2 = line.find(':', c1 + 1);
+        if (c1 == std::string::npos || c2 == std::string::npos) continue;
+        const std::string controllers = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
+        std::string limit_file, usage_file;
+        if (controllers.empty()) {
+            limit_file = "/sys/fs/cgroup" + path + "/memory.max", usage_file = "/sys/fs/cgroup" + path + "/memory.current";
+        } else if (("," + controllers + ",").find(",memory,") != std::string::npos) {
+            limit_file = "/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes";
+            usage_file = "/sys/fs/cgroup/memory" + path + "/memory.usage_in_bytes";
+        } else {
+            continue;
+        }
+        const std::string limit = read_text(limit_file);
+        if (limit.empty() || limit[0] < '0' || limit[0] > '9') continue;  // "max", or not readable
+        const uint64_t lim = std::strtoull(limit.c_str(), nullptr, 10);
+        const uint64_t used = std::strtoull(read_text(usage_file).c_str(), nullptr, 10);
+        if (lim < (uint64_t{1} << 62)) a.bound(lim > used ? lim - used : 0, "the cgroup's memory limit less its usage");
+    }
+}
+#endif
+
+Available available_memory() {
+    Available a;
+#if defined(__linux__)
+    const std::string meminfo = read_text("/proc/meminfo");
+    if (meminfo.find("MemAvailable:") != std::string::npos)
+        a.bound(mul_bytes(add_bytes(meminfo_kib(meminfo, "MemAvailable:"), meminfo_kib(meminfo, "SwapFree:")), 1024),
+                "MemAvailable + SwapFree in /proc/meminfo");
+    cgroup_bound(a);
+    // statm: total program size, resident, shared, text, lib, data + stack (pages).
+    uint64_t statm[7] = {};
+    std::istringstream fields(read_text("/proc/self/statm"));
+    for (auto& f : statm) fields >> f;
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t vm = mul_bytes(statm[0], page), data = mul_bytes(statm[5], page);
+#elif defined(__unix__) || defined(__APPLE__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page_size > 0)
+        a.bound(mul_bytes(static_cast<uint64_t>(pages), static_cast<uint64_t>(page_size)), "the physical memory");
+    const uint64_t vm = 0, data = 0;  // (no cheap way to read the current usage: the limits count in full)
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+    struct rlimit r;
+    if (getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY)
+        a.bound(r.rlim_cur > vm ? r.rlim_cur - vm : 0, "the address-space limit RLIMIT_AS less the address space in use");
+    if (getrlimit(RLIMIT_DATA, &r) == 0 && r.rlim_cur != RLIM_INFINITY)
+        a.bound(r.rlim_cur > data ? r.rlim_cur - data : 0, "the data-segment limit RLIMIT_DATA less the data in use");
+#endif
+    return a;
+}
+
+// Serializes adopt_after_fork among a child's threads; the fork handler frees it, since a parent thread may have
+// held it when the process forked.
+std::atomic<bool> g_adopt_lock{false};
+
+// The current fork generation; the first call registers the handler that bumps it in every forked child.
+uint64_t fork_generation() {
+#if defined(__unix__) || defined(__APPLE__)
+    static const bool registered = [] {
+        return pthread_atfork(nullptr, nullptr, [] {
+                   g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+                   g_adopt_lock.store(false, std::memory_order_relaxed);
+               }) == 0;
+    }();
+    (void)registered;
+#endif
+    return g_fork_generation.load(std::memory_order_relaxed);
+}
+
 }  // namespace
 
 const char* op_type_name(OpType t) {
@@ -112,17 +241,20 @@ AlignedFloats& AlignedFloats::operator=(AlignedFloats&& o) noexcept {
 
 Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
     : program_(std::move(program)),
-      kernels_(isa.empty() ? &best_kernels() : kernels_for(isa.c_str())),
-      pool_(threads) {
-    if (kernels_ == nullptr) fail("kernel table '" + isa + "' is not available on this CPU or in this build");
-    if (threads < 1 || threads > 256) fail("threads must be in [1, 256]");
+      kernels_(checked_kernels(isa)),
+      mutex_(std::make_unique<std::mutex>()),
+      fork_generation_(fork_generation()) {
+    // Arguments and the program first, then what the program will need against what the machine has: an invalid
+    // file starts no thread, and one that asks for too much allocates nothing.
+    checked_threads(threads);
     validate();
+    pool_ = std::make_unique<ThreadPool>(threads);
     plan_folds();
-    pack_weights();
     plan_streaming();
     plan_arena();
-    if (pool_.threads() > 1)  // (ghost_row_slices: one thread never slices)
-        slice_edges_.reset(new SliceEdge[static_cast<size_t>(program_.max_batch) * kMaxGhostSlices]);
+    check_memory();
+    pack_weights();
+    allocate();
     int64_t readers = 0;
     for (size_t i = 0; i < program_.ops.size(); ++i)
         for (int32_t v : program_.ops[i].inputs)
@@ -130,10 +262,63 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
                 ++readers;
                 if (program_.ops[i].type == static_cast<int32_t>(OpType::kConv)) planar_input_op_ = static_cast<int64_t>(i);
             }
-    if (readers != 1) planar_input_op_ = -1;
+    // (an output that is the input itself is copied out of the arena, so the input must be converted into it)
+    if (readers != 1 || program_.output_value == program_.input_value) planar_input_op_ = -1;
 }
 
-Engine::~Engine() { std::free(arena_); }
+Engine::~Engine() {
+    // In a forked child that never ran this engine, the mutex may be locked and the pool's workers do not exist:
+    // see adopt_after_fork.
+    if (fork_generation_.load(std::memory_order_relaxed) != fork_generation()) {
+        (void)mutex_.release();
+        (void)pool_.release();
+    }
+    std::free(arena_);
+}
+
+// The first run in a forked child. fork() copies only the calling thread: the inherited mutex may be locked by a
+// thread that does not exist here (so locking it blocks forever), and the pool's workers are gone (so joining or
+// notifying them is undefined). Neither is touched: both are leaked, a few hundred bytes per engine per fork,
+// and replaced by a fresh mutex and pool. Slice-edge arrival counts may be odd from a run cut off by the fork.
+void Engine::adopt_after_fork() {
+    while (g_adopt_lock.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
+    struct Unlock {
+        ~Unlock() { g_adopt_lock.store(false, std::memory_order_release); }
+    } unlock;
+    const uint64_t generation = fork_generation();
+    if (fork_generation_.load(std::memory_order_acquire) == generation) return;  // another thread adopted it
+    auto pool = std::make_unique<ThreadPool>(pool_->threads());
+    auto mutex = std::make_unique<std::mutex>();
+    (void)pool_.release();
+    (void)mutex_.release();
+    pool_ = std::move(pool);
+    mutex_ = std::move(mutex);
+    if (slice_edges_)
+        for (size_t i = 0; i < static_cast<size_t>(program_.max_batch) * kMaxGhostSlices; ++i)
+            slice_edges_[i].arrivals.store(0, std::memory_order_relaxed);
+    fork_generation_.store(generation, std::memory_order_release);
+}
+
+void Engine::check_memory() const {
+    const ProgramSpec& p = program_;
+    const uint64_t arena = add_bytes(mul_bytes(std::max<uint64_t>(16, arena_floats_), sizeof(float)), 64);
+    uint64_t other = mul_bytes(add_bytes(scratch_floats_, 16), sizeof(float));
+    for (const OpSpec& op : p.ops) other = add_bytes(other, add_bytes(mul_bytes(packed_floats(op), sizeof(float)), 64));
+    if (pool_->threads() > 1)
+        other = add_bytes(other, mul_bytes(uint64_t(p.max_batch) * kMaxGhostSlices, sizeof(SliceEdge)));
+    const uint64_t total = add_bytes(arena, other);
+    auto describe = [&](uint64_t limit, const std::string& what) {
+        return "the model needs " + std::to_string(arena) + " bytes of activation memory (max_batch " +
+               std::to_string(p.max_batch) + ", " + std::to_string(p.buffers.size()) + " buffers) and " +
+               std::to_string(other) + " bytes of packed weights and scratch, " + std::to_string(total) +
+               " in all; " + what + " " + std::to_string(limit) + " bytes";
+    };
+    if (total > std::numeric_limits<size_t>::max()) fail(describe(std::numeric_limits<size_t>::max(), "this build can address"));
+    const Available avail = available_memory();
+    if (avail.bytes != 0 && total > avail.bytes)
+        fail(describe(avail.bytes, "this machine has") + " available (" + avail.source +
+             "). A smaller max_batch (compile(..., batch=)) or input size needs less.");
+}
 
 int32_t Engine::in_c() const { return program_.values[program_.input_value].c; }
 int32_t Engine::in_h() const { return program_.buffers[program_.values[program_.input_value].buffer].h; }
@@ -182,19 +367,41 @@ void Engine::validate() {
     const BufferSpec& ob = p.buffers[p.values[p.output_value].buffer];
     if (ob.h != 1 || ob.w != 1) fail("the output value must be (classes, 1, 1)");
 
-    // Which channels of which buffer hold data so far: every read must follow a write.
-    std::vector<std::vector<char>> written(p.buffers.size());
-    for (size_t b = 0; b < p.buffers.size(); ++b) written[b].assign(p.buffers[b].c, 0);
-    auto mark = [&](int32_t id) {
+    // What each channel of each buffer holds so far: nothing, the program input, or an op's output. An op may read
+    // the input only through the input value itself: the NCHW input is converted into the arena through that
+    // value alone, or not at all when a stem conv reads the caller's array in place (planar_input_op_), so
+    // another value over the same channels would read zeros. Other values may overlap freely (producers write
+    // channel slices of a concatenated buffer, chunks and splits read slices of it, SE and activations work in
+    // place), as long as every channel an op reads was written by an earlier op.
+    enum : char { kUnwritten = 0, kInput = 1, kWritten = 2 };
+    std::vector<std::vector<char>> state(p.buffers.size());
+    for (size_t b = 0; b < p.buffers.size(); ++b) state[b].assign(p.buffers[b].c, kUnwritten);
+    auto channels = [&](int32_t id) {
         const ValueSpec& v = p.values[id];
-        std::fill(written[v.buffer].begin() + v.c_offset, written[v.buffer].begin() + v.c_offset + v.c, 1);
+        return "value " + std::to_string(id) + " (buffer " + std::to_string(v.buffer) + ", channels [" +
+               std::to_string(v.c_offset) + ", " + std::to_string(v.c_offset + v.c) + "))";
     };
-    auto is_written = [&](int32_t id) {
+    auto holds = [&](int32_t id, char what) {
         const ValueSpec& v = p.values[id];
-        return std::all_of(written[v.buffer].begin() + v.c_offset,
-                           written[v.buffer].begin() + v.c_offset + v.c, [](char c) { return c != 0; });
+        return std::any_of(state[v.buffer].begin() + v.c_offset, state[v.buffer].begin() + v.c_offset + v.c,
+                           [&](char c) { return c == what; });
     };
-    mark(p.input_value);
+    auto overlaps = [&](int32_t a, int32_t b) {
+        const ValueSpec& x = p.values[a];
+        const ValueSpec& y = p.values[b];
+        return x.buffer == y.buffer && x.c_offset < y.c_offset + y.c && y.c_offset < x.c_offset + x.c;
+    };
+    auto check_readable = [&](int32_t id, const std::string& who) {
+        if (id == p.input_value) return;
+        if (holds(id, kInput))
+            fail(who + " reads " + channels(id) + ", which covers channels of the program input (value " +
+                 std::to_string(p.input_value) + ") but is not the input value: only the input value may read them");
+        if (holds(id, kUnwritten)) fail(who + " reads " + channels(id) + ", but no earlier op wrote all of those channels");
+    };
+    {
+        const ValueSpec& in = p.values[p.input_value];
+        std::fill(state[in.buffer].begin() + in.c_offset, state[in.buffer].begin() + in.c_offset + in.c, kInput);
+    }
 
     for (size_t oi = 0; oi < p.ops.size(); ++oi) {
         const OpSpec& op = p.ops[oi];
@@ -210,8 +417,12 @@ void Engine::validate() {
         check_value(op.output, label);
         for (int32_t t : op.tensors)
             if (t < 0 || static_cast<size_t>(t) >= p.tensors.size()) fail(label + " refers to a missing tensor");
-        for (int32_t id : op.inputs)
-            if (!is_written(id)) fail(label + " reads a value that no earlier op wrote");
+        for (int32_t id : op.inputs) check_readable(id, label);
+        if (overlaps(op.output, p.input_value) &&
+            (op.output != p.input_value ||
+             std::find(op.inputs.begin(), op.inputs.end(), p.input_value) == op.inputs.end()))
+            fail(label + " writes " + channels(op.output) + " over the program input (value " +
+                 std::to_string(p.input_value) + "); only an in-place op on the input value may");
 
         auto dims = [&](int32_t id) {
             const ValueSpec& v = p.values[id];
@@ -272,7 +483,7 @@ void Engine::validate() {
             }
             case OpType::kGhost: {
                 const int32_t init = op.params[0], cheap = op.params[1], k = op.params[2];
-                if (init < 1 || cheap < 0 || cheap > init || out[0] != init + cheap)
+                if (init < 1 || cheap < 0 || cheap > init || out[0] != int64_t{init} + cheap)
                     fail(label + ": ghost channel split is inconsistent");
                 if (k < 1 || k > 15 || k % 2 == 0) fail(label + ": cheap kernel must be odd");
                 check_act(op.params[3]);
@@ -337,9 +548,12 @@ void Engine::validate() {
                                      type == OpType::kAdd;
             if (!(exact && in_place_ok)) fail(label + " writes over one of its own inputs");
         }
-        mark(op.output);
+        if (op.output != p.input_value) {  // (an in-place op on the input leaves the input's channels its own)
+            const ValueSpec& o = p.values[op.output];
+            std::fill(state[o.buffer].begin() + o.c_offset, state[o.buffer].begin() + o.c_offset + o.c, kWritten);
+        }
     }
-    if (!is_written(p.output_value)) fail("no op writes the output value");
+    check_readable(p.output_value, "the program output");
 }
 
 bool ghost_fuses_residual(const OpSpec& op) {
@@ -377,7 +591,6 @@ void Engine::pack_weights() {
         packed_floats_ += out.size();
         return out;
     };
-    size_t scratch = 0;
     // Each weight tensor is released once the last op using it is packed: the engine keeps only the packed
     // copy, and the transient peak stays near one copy of the weights rather than two.
     std::vector<int32_t> uses(p.tensors.size(), 0);
@@ -414,8 +627,7 @@ void Engine::pack_weights() {
             case OpType::kSqueezeExcite: {
                 const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
                 prep->packed.push_back(pack_pw(tensor(op, 0), tensor(op, 1), in_c, rd));
-                prep->packed.push_back(pack_pw(tensor(op, 2), tensor(op, 3), rd, in_c));
-                scratch = std::max(scratch, static_cast<size_t>(2 * in_c + rd) + static_cast<size_t>(se_pool_tasks(pool_.threads())) * in_c);
+                prep->packed.push_back(pack_pw(tensor(op, 2), tensor(op, 3), rd, in_c));  // (scratch: plan_streaming)
                 break;
             }
             default:
@@ -429,7 +641,28 @@ void Engine::pack_weights() {
                 spec.external = nullptr, spec.external_size = 0;
             }
     }
-    scratch_.assign(scratch + 16, 0.0f);
+}
+
+// The floats pack_weights allocates for `op` (check_memory counts them before anything is packed).
+size_t Engine::packed_floats(const OpSpec& op) const {
+    const ProgramSpec& p = program_;
+    const int32_t in_c = p.values[op.inputs[0]].c, out_c = p.values[op.output].c;
+    switch (static_cast<OpType>(op.type)) {
+        case OpType::kConv: return kernels_->conv_packed_size(in_c, out_c, op.params[0]);
+        case OpType::kPointwise: {
+            const int32_t g = op.params[0];
+            return static_cast<size_t>(g) * kernels_->pointwise_packed_size(in_c / g, out_c / g);
+        }
+        case OpType::kDepthwise: return kernels_->depthwise_packed_size(in_c, op.params[0]);
+        case OpType::kGhost:
+            return kernels_->pointwise_packed_size(in_c, op.params[0]) +
+                   (op.params[1] > 0 ? kernels_->depthwise_packed_size(op.params[1], op.params[2]) : 0);
+        case OpType::kSqueezeExcite: {
+            const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
+            return kernels_->pointwise_packed_size(in_c, rd) + kernels_->pointwise_packed_size(rd, in_c);
+        }
+        default: return 0;
+    }
 }
 
 // ShuffleNetV1's channel shuffle between its depthwise and its second grouped 1x1: with G shuffle groups of
@@ -454,9 +687,16 @@ void Engine::plan_folds() {
 
 void Engine::plan_streaming() {
     const ProgramSpec& p = program_;
-    const bool one_thread = pool_.threads() == 1;
+    const bool one_thread = threads() == 1;
     streams_.assign(p.ops.size(), kStreamNone);
-    size_t scratch = scratch_.size();
+    // Squeeze-and-excitation: the pooled vector, the reduced one, the gate, and a partial mean per pool task.
+    size_t scratch = 16;
+    for (const OpSpec& op : p.ops)
+        if (static_cast<OpType>(op.type) == OpType::kSqueezeExcite) {
+            const size_t c = static_cast<size_t>(p.values[op.inputs[0]].c);
+            const size_t rd = static_cast<size_t>(p.tensors[op.tensors[0]].shape[0]);
+            scratch = std::max(scratch, 2 * c + rd + static_cast<size_t>(se_pool_tasks(threads())) * c + 16);
+        }
     auto plane_of = [&](int32_t value) -> const BufferSpec& { return p.buffers[p.values[value].buffer]; };
     for (size_t i = 0; i < p.ops.size(); ++i) {
         const OpSpec& g = p.ops[i];
@@ -470,7 +710,7 @@ void Engine::plan_streaming() {
             scratch = std::max(scratch, raw_plane);
             if (!can_stream) continue;
             const OpSpec& next = p.ops[i + 1];
-            const int32_t slices = ghost_stream_slices(plane_of(next.output).h, pool_.threads());
+            const int32_t slices = ghost_stream_slices(plane_of(next.output).h, threads());
             if (slices == 0) continue;
             if (static_cast<OpType>(next.type) == OpType::kDepthwise && next.inputs.size() == 1) {
                 streams_[i] = kStreamDepthwise;
@@ -503,7 +743,7 @@ void Engine::plan_streaming() {
             streams_[i] = kStreamGhost;  // the consumer's rings are sized when the loop reaches it
         }
     }
-    scratch_.assign(scratch + 16, 0.0f);
+    scratch_floats_ = scratch + 16;
 }
 
 void Engine::plan_arena() {
@@ -557,6 +797,14 @@ void Engine::plan_arena() {
         arena_floats_ = std::max(arena_floats_, offset + size[b]);
         placed.push_back(b);
     }
+}
+
+// After check_memory: the arena, scratch and slice edges, and each op's views into the arena.
+void Engine::allocate() {
+    const ProgramSpec& p = program_;
+    scratch_.assign(scratch_floats_, 0.0f);
+    if (threads() > 1)  // (ghost_row_slices: one thread never slices)
+        slice_edges_.reset(new SliceEdge[static_cast<size_t>(p.max_batch) * kMaxGhostSlices]);
     const size_t bytes = std::max<size_t>(64, arena_floats_ * sizeof(float));
     arena_ = static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
     if (arena_ == nullptr) throw std::bad_alloc();

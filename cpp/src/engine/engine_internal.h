@@ -12,6 +12,13 @@ namespace ghostfast {
 
 const char* op_type_name(OpType t);
 
+// Incremented in each child process that fork() makes (by a pthread_atfork handler that the first Engine
+// registers). An engine whose recorded generation differs runs in a forked child: Engine::adopt_after_fork.
+extern std::atomic<uint64_t> g_fork_generation;
+inline bool forked_since(const std::atomic<uint64_t>& generation) {
+    return generation.load(std::memory_order_acquire) != g_fork_generation.load(std::memory_order_relaxed);
+}
+
 // A Ghost op whose residual is added inside its kernels' epilogues (no activation on either half, so the
 // residual commutes with them): the primary GEMM also writes its output, before the residual, to scratch for
 // the cheap depthwise to read. Otherwise the residual is a separate pass after the depthwise.

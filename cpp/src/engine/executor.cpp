@@ -69,16 +69,18 @@ DepthwiseArgs depthwise_channels(const DepthwiseArgs& a, int32_t c0, int32_t c1)
 
 template <class F>
 void Engine::parallel(int64_t tasks, F& fn) {
-    pool_.run(tasks, [](void* ctx, int64_t t) { (*static_cast<F*>(ctx))(t); }, &fn);
+    pool_->run(tasks, [](void* ctx, int64_t t) { (*static_cast<F*>(ctx))(t); }, &fn);
 }
 
 void Engine::run(const float* input, int32_t n, float* output) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    if (forked_since(fork_generation_)) adopt_after_fork();
+    std::lock_guard<std::mutex> lock(*mutex_);
     run_locked(input, n, output, nullptr);
 }
 
 std::vector<OpTiming> Engine::profile_ops(const float* input, int32_t n, int32_t iters) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    if (forked_since(fork_generation_)) adopt_after_fork();
+    std::lock_guard<std::mutex> lock(*mutex_);
     std::vector<double> total(program_.ops.size() + 2, 0.0);
     std::vector<float> out(static_cast<size_t>(n) * classes());
     for (int32_t it = 0; it < iters; ++it) run_locked(input, n, out.data(), &total);
@@ -186,7 +188,7 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
     const int32_t h = g.out.h, c = g.out.c;  // the Ghost module's output, held in the ring only
     const int32_t pad_cheap = gs.params[2] / 2;
     const int32_t dk = ds.params[0], ds_stride = ds.params[1], dpad = ds.params[2];
-    const int32_t slices = std::max(1, ghost_stream_slices(z.h, pool_.threads()));
+    const int32_t slices = std::max(1, ghost_stream_slices(z.h, threads()));
     const RowBuffer ring{scratch_.data(), c, ghost_ring_rows(gs, ds)};
     const int64_t ring_floats = int64_t{ring.ring} * g.out.w * c;
     DepthwiseArgs next;  // ring rows -> the depthwise's output plane
@@ -228,7 +230,7 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
 // writes op i's primary rows up to target + pad; the oldest row still read (op i's cheap depthwise, op i + 1's
 // next 1x1 rows) is >= target_before - pad, one band + 2 pad rows back.
 void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
-    if (const int32_t slices = ghost_stream_slices(prepared_[op_index]->out.h, pool_.threads()))
+    if (const int32_t slices = ghost_stream_slices(prepared_[op_index]->out.h, threads()))
         return run_ghost_into_ghost_slices(op_index, n, slices);
     const Prepared& a = *prepared_[op_index];
     const int32_t h = a.out.h, pad_a = program_.ops[op_index].params[2] / 2;
@@ -337,7 +339,7 @@ void Engine::run_pointwise_shuffled(size_t op_index, const PointwiseArgs& args) 
     const View& y = op.out;
     const View* res = op.in.size() == 2 ? &op.in[1] : nullptr;
     const int32_t groups = program_.ops[op_index].params[0], ng = y.c / groups;
-    const int threads = pool_.threads();
+    const int threads = Engine::threads();
     const int64_t rows = args.m;
     const int64_t chunk = threads == 1 ? rows : std::max<int64_t>(16, ceil_div(rows, threads * kTasksPerThread));
     PointwiseArgs a = args;
@@ -365,7 +367,7 @@ void Engine::execute(size_t op_index, int32_t n) {
     const OpSpec& spec = program_.ops[op_index];
     Prepared& op = *prepared_[op_index];
     const KernelTable& k = *kernels_;
-    const int threads = pool_.threads();
+    const int threads = Engine::threads();
     const View& x = op.in[0];
     const View& y = op.out;
 

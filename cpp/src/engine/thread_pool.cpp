@@ -1,5 +1,9 @@
 #include "ghostfast/thread_pool.h"
 
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define GF_PAUSE() _mm_pause()
@@ -17,13 +21,36 @@ constexpr int kSpinIterations = 20000;
 
 constexpr uint64_t kIndexMask = 0xffffffffull;
 uint64_t pack(uint64_t job, uint64_t index) { return (job << 32) | index; }
+
+int checked_threads(int threads) {
+    if (threads > kMaxThreads)
+        throw std::invalid_argument("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " +
+                                    std::to_string(threads));
+    return threads < 1 ? 1 : threads;
+}
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads), ranges_(new Range[threads_]) {
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+ThreadPool::ThreadPool(int threads) : threads_(checked_threads(threads)), ranges_(new Range[threads_]) {
+    try {
+        workers_.reserve(static_cast<size_t>(threads_ - 1));
+        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    } catch (const std::system_error& e) {
+        // The destructor does not run for a constructor that throws, and the members' destructors would destroy
+        // the condition variable under waiting workers (a hang) and joinable std::threads (std::terminate).
+        const size_t started = workers_.size();
+        stop_workers();
+        throw std::runtime_error("could not start " + std::to_string(threads_ - 1) + " worker threads (threads=" +
+                                 std::to_string(threads_) + ", " + std::to_string(started) +
+                                 " had started and were stopped): " + e.what());
+    } catch (...) {
+        stop_workers();
+        throw;
+    }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stop_.store(true, std::memory_order_release);
@@ -31,6 +58,7 @@ ThreadPool::~ThreadPool() {
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
+    workers_.clear();
 }
 
 // Thread `self` claims and runs tasks of job `job`: first its own range (the same contiguous share of every
