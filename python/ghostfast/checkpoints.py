@@ -29,7 +29,8 @@ import torch.nn as nn
 from .checkpoint_formats import (FORMATS, UNSUPPORTED_LAYOUTS, CheckpointFormat, get_format, layout, layout_files,
                                  TFSamePadConv2d, timm_to_torchvision, use_tf_same_padding)
 
-__all__ = ["CheckpointMismatch", "load_weights", "read_state_dict", "detect_format", "CheckpointFormat", "FORMATS"]
+__all__ = ["CheckpointError", "CheckpointMismatch", "load_weights", "read_state_dict", "detect_format",
+           "CheckpointFormat", "FORMATS"]
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -37,7 +38,12 @@ _THOP = ("total_ops", "total_params")
 _OPTIONAL = "num_batches_tracked"  # BN's step counter: no effect in eval mode, absent from old checkpoints
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or loaded: not a checkpoint, truncated or corrupted, refused (pickled
+    objects), not a state dict, or of no known format. A ``ValueError``, as before it had its own type."""
+
+
+class CheckpointMismatch(CheckpointError):
     """The checkpoint does not fit the model; ``missing``, ``unexpected`` and ``mis_shaped`` list the keys."""
 
     def __init__(self, message: str, missing=(), unexpected=(), mis_shaped=()) -> None:
@@ -55,25 +61,39 @@ def _sniff(path: Path) -> str:
         return "torch"  # legacy torch.save: a pickle stream (weights_only still applies)
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100 * 2**20:
         return "safetensors"  # 8-byte header length, then the JSON header
-    raise ValueError(f"{path} is neither a PyTorch checkpoint nor a safetensors file (starts with {head[:8]!r})")
+    raise CheckpointError(f"{path} is neither a PyTorch checkpoint nor a safetensors file (starts with {head[:8]!r})")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _load_file(path: Path) -> object:
     if _sniff(path) == "safetensors":
         try:
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
         except ImportError as e:
             raise ValueError(f"{path} is a safetensors file: install the 'safetensors' package to read it") from e
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as e:
+            raise CheckpointError(f"{path} is a truncated or corrupted safetensors file ({_first_line(e)})") from e
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(
-            f"refused to load {path}: it contains pickled Python objects, not only tensors ({first}). ghostfast "
-            "never unpickles arbitrary objects. If you trust the file, extract its weights once with "
+        raise CheckpointError(
+            f"refused to load {path}: it contains pickled Python objects, not only tensors ({_first_line(e)}). "
+            "ghostfast never unpickles arbitrary objects. If you trust the file, extract its weights once with "
             "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth') "
             "(or the whole object's .state_dict()) and load that.") from None
+    except Exception as e:  # noqa: BLE001
+        # What torch raises on bytes that are not a whole checkpoint has no one type: RuntimeError from its zip
+        # reader (a zip that is not a checkpoint, or one cut short), EOFError, IndexError, struct.error, ... from its
+        # pickle-stream reader on a truncated legacy file.
+        raise CheckpointError(f"{path} is a truncated or corrupted PyTorch checkpoint "
+                              f"({type(e).__name__}: {_first_line(e)})") from e
 
 
 def read_state_dict(source) -> dict[str, torch.Tensor]:
@@ -81,7 +101,7 @@ def read_state_dict(source) -> dict[str, torch.Tensor]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise ValueError(f"no checkpoint file at {path}")
+            raise CheckpointError(f"no checkpoint file at {path}")
         obj, where = _load_file(path), str(path)
     elif isinstance(source, Mapping):
         obj, where = source, "the state dict"
@@ -95,18 +115,18 @@ def read_state_dict(source) -> dict[str, torch.Tensor]:
 def _unwrap(obj, where: str) -> Mapping:
     for _ in range(3):  # {"model": {"state_dict": ...}} exists in the wild; deeper nesting does not
         if not isinstance(obj, Mapping):
-            raise ValueError(f"{where} holds a {type(obj).__name__}, not a state dict")
+            raise CheckpointError(f"{where} holds a {type(obj).__name__}, not a state dict")
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             if not all(isinstance(k, str) for k in obj):
-                raise ValueError(f"{where}: state dict keys must be strings")
+                raise CheckpointError(f"{where}: state dict keys must be strings")
             return obj
         inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
             summary = ", ".join(f"{k!r}: {type(v).__name__}" for k, v in list(obj.items())[:8])
-            raise ValueError(f"{where} is not a state dict (values must all be tensors) and has none of the "
+            raise CheckpointError(f"{where} is not a state dict (values must all be tensors) and has none of the "
                              f"wrapper keys {list(_WRAPPERS)}; it holds {{{summary}}}")
         obj = inner
-    raise ValueError(f"{where}: state dict nested too deeply")
+    raise CheckpointError(f"{where}: state dict nested too deeply")
 
 
 def _strip_prefixes(sd: dict) -> dict:
@@ -137,12 +157,15 @@ def _diff(got: dict, want: dict) -> tuple[list[str], list[str], list[str]]:
     return missing, unexpected, mis_shaped
 
 
-def _listing(missing, unexpected, mis_shaped, limit: int = 8) -> str:
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped)):
-        if items:
-            more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"{len(items)} {label}: " + ", ".join(items[:limit]) + more)
+def _first_few(items: list[str], limit: int = 8) -> str:
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _listing(missing, unexpected, mis_shaped) -> str:
+    parts = [f"{len(items)} {label}: " + _first_few(items)
+             for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped))
+             if items]
     return "; ".join(parts)
 
 
@@ -182,20 +205,21 @@ def _disambiguate(matches: list[CheckpointFormat], path_hint: str | None) -> Che
                       f"preprocessing); assuming {pick.name}. Pass format='{other.name}' if they are the other.",
                       stacklevel=3)
         return pick
-    raise ValueError(f"the weights fit several formats ({', '.join(f.name for f in matches)}); pass format=")
+    raise CheckpointError(f"the weights fit several formats ({', '.join(f.name for f in matches)}); pass format=")
 
 
 def _no_match(sig: dict, model: str | None, candidates: list[CheckpointFormat]) -> Exception:
     # The weights may be a known layout of another zoo model, or a known layout the zoo cannot run.
     for f in FORMATS:
         if _signature(layout(f.keys_file)) == sig:
-            return ValueError(f"the weights are {f.name}, which loads into zoo model {f.model!r}, not {model!r}")
+            return CheckpointError(f"the weights are {f.name}, which loads into zoo model {f.model!r}, "
+                                   f"not {model!r}")
     for fname, what in UNSUPPORTED_LAYOUTS.items():
         if fname in layout_files() and _signature(layout(fname)) == sig:
-            return ValueError(f"the weights are {what}; ghostfast cannot load them")
+            return CheckpointError(f"the weights are {what}; ghostfast cannot load them")
     if not candidates:
-        return ValueError(f"zoo model {model!r} has no published checkpoint format; only a state dict in its own "
-                          "layout (model.state_dict() keys) loads into it")
+        return CheckpointError(f"zoo model {model!r} has no published checkpoint format; only a state dict in its "
+                               "own layout (model.state_dict() keys) loads into it")
     best = max(candidates, key=lambda f: len(set(layout(f.keys_file)) & set(sig)))
     missing, unexpected, mis_shaped = _diff(sig, _signature(layout(best.keys_file)))
     target = f" for {model!r}" if model else ""
@@ -221,7 +245,29 @@ def _check_and_fill(sd: dict, model: nn.Module, what: str) -> dict:
     if missing or unexpected or mis_shaped:
         raise CheckpointMismatch(f"{what} does not fit {getattr(model, 'zoo_name', type(model).__name__)}: "
                                  + _listing(missing, unexpected, mis_shaped), missing, unexpected, mis_shaped)
+    _warn_about_values(sd, own, what)
     return {**{k: v for k, v in own.items() if k.endswith(_OPTIONAL)}, **sd}
+
+
+def _warn_about_values(sd: dict, own: dict, what: str) -> None:
+    """Warn of what ``load_state_dict`` would do silently: cast tensors of another dtype (float64, float16, ...)
+    to the model's, and load NaN / inf values (looked for after the cast: 1e39 in float64 is inf in float32)."""
+    cast: dict[tuple[torch.dtype, torch.dtype], list[str]] = {}
+    non_finite = []
+    for k, v in sd.items():
+        target = own[k].dtype
+        if v.dtype != target:
+            cast.setdefault((v.dtype, target), []).append(k)
+        if target.is_floating_point and not bool(torch.isfinite(v.to(target)).all()):
+            non_finite.append(k)
+    for (have, want), keys in cast.items():
+        n = len(keys)
+        warnings.warn(f"{what}: {n} tensor{'s' if n > 1 else ''} in {str(have).replace('torch.', '')} "
+                      f"{'were' if n > 1 else 'was'} cast to {str(want).replace('torch.', '')}: {_first_few(keys)}",
+                      stacklevel=4)
+    if non_finite:
+        warnings.warn(f"{what}: the checkpoint has NaN/inf values in {len(non_finite)} tensor"
+                      f"{'s' if len(non_finite) > 1 else ''}: {_first_few(non_finite)}", stacklevel=4)
 
 
 def load_weights(model_or_name, source, format: str | None = None) -> nn.Module:  # noqa: A002
@@ -235,7 +281,9 @@ def load_weights(model_or_name, source, format: str | None = None) -> nn.Module:
     Returns the model in eval mode with ``model.weights_format`` set to the format's name (``"ghostfast:<model>"``
     for a state dict in the zoo model's own layout that no published format has, ``"custom"`` for a non-zoo
     module); evaluation picks the format's preprocessing from it. Missing, unexpected and mis-shaped keys
-    raise :class:`CheckpointMismatch` listing them.
+    raise :class:`CheckpointMismatch` listing them; a file that is not a readable checkpoint (truncated, corrupted,
+    refused) raises its base, :class:`CheckpointError`. Tensors of another dtype than the model's (float64,
+    float16, ...) are cast with a warning naming them, and NaN / inf values load with a warning naming them.
     """
     from .models import registry
 
