@@ -330,9 +330,10 @@ def test_cli_eval_writes_json_and_the_cache(ghostnet_case, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| ghostnet_100 |" in text and "timm:ghostnet_100" in text and "73.958" in text
     assert len(load_results(results)) == 2  # torch and native are separate records
-    m = measured_top1("ghostnet", path=results)
-    assert m["top1"] == 100.0 and m["images"] == 6 and m["source"].startswith("measured: ghostfast eval, 6 images")
-    assert main(["eval", "--data", str(tmp_path / "nope"), "--model", "ghostnet", "--no-save"]) == 2
+    assert measured_top1("ghostnet", path=results) is None  # 6 images: partial, never a stand-in
+    m = measured_top1("ghostnet", path=results, partial=True)
+    assert m["top1"] == 100.0 and m["images"] == 6 and m["source"].startswith("partial: 6 of 50,000 images")
+    assert main(["eval", "--data", str(tmp_path / "nope"), "--model", "ghostnet", "--random-weights", "--no-save"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -343,12 +344,14 @@ def test_results_cache_rules(image_folder, tmp_path):
     full = {**base.as_dict(), "model": "mobilenet_v2"}
     limited = {**full, "limit": 5, "images": 5, "correct1": 5, "correct5": 5, "date": "2099-01-01"}
     from ghostfast.accuracy import EvalResult
-    fields = {k: v for k, v in full.items() if k not in ("top1", "top5")}
+    derived = ("top1", "top5", "full_set", "set")
+    fields = {k: v for k, v in full.items() if k not in derived}
     save_result(EvalResult(**fields), path)
     save_result(EvalResult(**fields), path)  # the same run again replaces, not appends
-    save_result(EvalResult(**{k: v for k, v in limited.items() if k not in ("top1", "top5")}), path)
+    save_result(EvalResult(**{k: v for k, v in limited.items() if k not in derived}), path)
     assert len(load_results(path)) == 2
-    m = measured_top1("mobilenetv2", path=path)  # aliases resolve; the full run beats a newer --limit run
+    assert measured_top1("mobilenet_v2", path=path) is None  # neither is the full validation set
+    m = measured_top1("mobilenetv2", path=path, partial=True)  # aliases resolve; the bigger run beats a newer one
     assert m["images"] == len(SHOWN) and m["limit"] is None
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not readable JSON"):

@@ -7,7 +7,7 @@ import ghostfast
 
 
 def test_bench_result():
-    r = ghostfast.bench("ghostnet_050", iters=5, warmup=1, threads=1)
+    r = ghostfast.bench("ghostnet_050", iters=5, warmup=1, threads=1, backend="torch")
     assert isinstance(r, ghostfast.BenchResult)
     assert (r.model, r.backend, r.threads, r.batch, r.iters, r.warmup) == ("ghostnet_050", "torch", 1, 1, 5, 1)
     assert r.samples_ns.shape == (5,)
@@ -34,7 +34,7 @@ def test_threads_are_set_for_the_run_and_restored():
             seen.append(torch.get_num_threads())
             return x
 
-    r = ghostfast.bench(Probe(), iters=2, warmup=0, threads=1, input_size=8)
+    r = ghostfast.bench(Probe(), iters=2, warmup=0, threads=1, input_size=8, backend="torch")
     # The first forward checks the input size before the run; the two timed ones run on one thread.
     assert r.threads == 1 and seen[1:] == [1, 1]
     assert torch.get_num_threads() == before

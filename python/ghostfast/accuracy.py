@@ -6,7 +6,9 @@
 The preprocessing is the one the checkpoint's publisher evaluated with, chosen from the detected checkpoint format
 (:mod:`ghostfast.checkpoint_formats`). ``ghostfast eval`` stores each result in a JSON file
 (``~/.cache/ghostfast/accuracy.json``; ``$GHOSTFAST_ACCURACY_CACHE`` or ``--results`` choose another) and
-:func:`measured_top1` reads it back for the comparison table.
+:func:`measured_top1` reads it back for the comparison table. Only a run over the full validation set (all
+50,000 images, all 1,000 classes) with loaded weights stands in for a published figure; any other run is stored
+and labeled as partial.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,6 +31,29 @@ from .preprocess import Preprocess, load_image
 
 BACKENDS = ("torch", "native", "onnxruntime")
 _PREFETCH_BATCHES = 2
+# The ImageNet-1k validation set: a run over anything less is partial and never replaces a published top-1.
+VAL_IMAGES = 50_000
+VAL_CLASSES = 1_000
+
+
+def partial_reasons(record: dict) -> list[str]:
+    """Why a result (``EvalResult.as_dict()`` or a cache record) is not a full validation-set run with loaded
+    weights; [] for a full one. Counted from the record itself, not from a stored flag."""
+    reasons = []
+    images, classes = record.get("images"), record.get("classes")
+    if images != VAL_IMAGES:
+        reasons.append(f"{images} of {VAL_IMAGES:,} images")
+    if classes != VAL_CLASSES:
+        reasons.append(f"{classes} of {VAL_CLASSES:,} classes" if classes is not None else "class count unknown")
+    if not record.get("weights_format"):
+        reasons.append("no pretrained weights loaded")
+    return reasons
+
+
+def set_label(record: dict) -> str:
+    """"full validation set", or "partial: ..." with the reasons."""
+    reasons = partial_reasons(record)
+    return "full validation set" if not reasons else "partial: " + "; ".join(reasons)
 
 
 @dataclass
@@ -50,6 +76,7 @@ class EvalResult:
     seconds: float
     published_top1: float | None = None  # what the checkpoint's publisher reports, when known
     date: str = ""
+    classes: int | None = None  # distinct classes among the scored images (1,000 in a full ImageNet-1k run)
 
     @property
     def top1(self) -> float:
@@ -59,19 +86,31 @@ class EvalResult:
     def top5(self) -> float:
         return 100.0 * self.correct5 / self.images
 
+    @property
+    def full_set(self) -> bool:
+        """All 50,000 images and 1,000 classes, with loaded weights: the only kind of run that stands in for the
+        published top-1 (see :func:`partial_reasons`)."""
+        return not partial_reasons(asdict(self))
+
+    def set_label(self) -> str:
+        return set_label(asdict(self))
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "top1": self.top1, "top5": self.top5}
+        """The stored record: the fields, top-1 / top-5, and ``full_set`` / ``set`` (the partial label)."""
+        return {**asdict(self), "top1": self.top1, "top5": self.top5, "full_set": self.full_set,
+                "set": self.set_label()}
 
     def row(self) -> dict:
         """One line of the results table."""
         return {"model": self.model, "weights": self.weights_format or "-", "backend": self.backend,
-                "images": self.images, "top-1": f"{self.top1:.3f}", "top-5": f"{self.top5:.3f}",
+                "images": self.images, "set": "full" if self.full_set else "PARTIAL",
+                "top-1": f"{self.top1:.3f}", "top-5": f"{self.top5:.3f}",
                 "published top-1": "-" if self.published_top1 is None else f"{self.published_top1:.3f}",
                 "img/s": f"{self.images / self.seconds:.1f}" if self.seconds > 0 else "-"}
 
     def __str__(self) -> str:
         return (f"{self.model} ({self.weights_format or 'no weights loaded'}) on {self.backend}: top-1 "
-                f"{self.top1:.3f}%, top-5 {self.top5:.3f}% over {self.images} images")
+                f"{self.top1:.3f}%, top-5 {self.top5:.3f}% over {self.images} images ({self.set_label()})")
 
 
 # ---- arguments ------------------------------------------------------------------------------------------------------
@@ -265,6 +304,9 @@ def evaluate(model=None, data=None, weights=None, backend: str = "torch", limit:
     images = open_imageset(data, labels).subset(limit)
     net = _resolve_model(model, weights, format)
     name = getattr(net, "zoo_name", type(net).__name__)
+    if weights is None and hasattr(net, "zoo_name") and not getattr(net, "weights_format", None):
+        warnings.warn(f"evaluating {name} with random weights (no weights given or loaded): its top-1 measures the "
+                      f"pipeline, not the model, and is stored as partial", UserWarning, stacklevel=2)
     pre = _preprocess_for(net, preprocess)
 
     saved_threads = torch.get_num_threads()
@@ -289,7 +331,8 @@ def evaluate(model=None, data=None, weights=None, backend: str = "torch", limit:
         weights_format=fmt_name, weights_sha256=_sha256(weights) if is_path else None,
         data=str(images.root.resolve()), layout=images.layout, images=len(images), correct1=correct1,
         correct5=correct5, limit=limit, batch=batch, preprocess=pre.as_dict(), seconds=seconds,
-        published_top1=_published(fmt_name), date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        published_top1=_published(fmt_name), date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        classes=len(set(images.labels)))
 
 
 def _score(run, images: ImageSet, pre: Preprocess, batch: int, workers: int, num_logits: int, desc: str,
@@ -370,27 +413,34 @@ def save_result(result: EvalResult, path=None) -> Path:
     return p
 
 
-def measured_top1(model: str, path=None) -> dict | None:
+def measured_top1(model: str, path=None, partial: bool = False) -> dict | None:
     """The measured ImageNet accuracy of zoo model ``model`` from the results file, or None if never measured.
 
-    Picks a full-set run over a ``--limit`` one, then the run with more images, then the latest. Returns
-    ``{"top1", "top5", "images", "backend", "weights", "weights_format", "data", "limit", "date", "source"}``;
-    ``source`` is a label such as "measured: ghostfast eval, 50000 images, timm:ghostnet_100 weights, torch".
+    Only full validation-set runs count (all 50,000 images, all 1,000 classes, loaded weights; see
+    :func:`partial_reasons`): a figure from them may stand in for the published one. ``partial=True`` also
+    considers other runs, labeled as partial. Picks a full run over a partial one, then the run with more images,
+    then the latest. Returns ``{"top1", "top5", "images", "classes", "backend", "weights", "weights_format",
+    "data", "limit", "date", "full_set", "source"}``; ``source`` is a label such as "measured: ghostfast eval,
+    50000 images, timm:ghostnet_100 weights, torch" (a partial run's starts with "partial").
     """
     from .models import registry
 
     name = registry.resolve(model)
     runs = [r for r in load_results(path) if r.get("model") == name and r.get("images")]
+    if not partial:
+        runs = [r for r in runs if not partial_reasons(r)]
     if not runs:
         return None
-    best = max(runs, key=lambda r: (r.get("limit") is None, r["images"], r.get("date", "")))
+    best = max(runs, key=lambda r: (not partial_reasons(r), r["images"], r.get("date", "")))
     top1 = 100.0 * best["correct1"] / best["images"]
     top5 = 100.0 * best["correct5"] / best["images"]
-    partial = "" if best.get("limit") is None else f" (--limit {best['limit']})"
+    full = not partial_reasons(best)
+    what = (f"ghostfast eval, {best['images']} images, {best.get('weights_format') or 'unloaded'} weights, "
+            f"{best.get('backend')}")
     return {
-        "top1": top1, "top5": top5, "images": best["images"], "backend": best.get("backend"),
-        "weights": best.get("weights"), "weights_format": best.get("weights_format"), "data": best.get("data"),
-        "limit": best.get("limit"), "date": best.get("date"),
-        "source": f"measured: ghostfast eval, {best['images']} images{partial}, "
-                  f"{best.get('weights_format') or 'unloaded'} weights, {best.get('backend')}",
+        "top1": top1, "top5": top5, "images": best["images"], "classes": best.get("classes"),
+        "backend": best.get("backend"), "weights": best.get("weights"), "weights_format": best.get("weights_format"),
+        "data": best.get("data"), "limit": best.get("limit"), "date": best.get("date"), "full_set": full,
+        "source": f"measured: {what}" if full else f"{set_label(best)} (not a stand-in for the published top-1): "
+                                                   f"{what}",
     }

@@ -1,17 +1,26 @@
 """``ghostfast.bench``: latency of one model on one backend, timed by the C++ loop."""
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torch.nn as nn
 
 from . import env
-from .backends import get_backend
-from .models import registry
-from .profiler import input_shape, run_forward
 from .stats import summarize_ns
+
+# What ``ghostfast.bench`` and ``ghostfast bench`` do without arguments: one constant for both. This module
+# imports torch only inside its functions, so the command line reads these without importing torch.
+DEFAULT_BACKEND = "native"
+DEFAULT_ITERS = 1000
+# Every backend in ghostfast.backends' registry, in its order (a test checks they agree): the command line's
+# choices, listed without importing torch.
+BACKENDS = ("native", "torch", "torch-compiled", "torchscript", "onnxruntime", "torch-cuda", "onnxruntime-cuda")
+# A run expected to take longer than this (from the warm-up's time) shows a progress bar; its iterations then run
+# as C++ loops of at least CHUNK_S each, so the bar adds no per-iteration cost.
+PROGRESS_AFTER_S = 2.0
+CHUNK_S = 0.5
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,8 +83,14 @@ def default_warmup(iters: int) -> int:
     return max(5, min(500, iters // 10))
 
 
-def prepare_model(model, input_size=None, batch: int = 1) -> tuple[str, nn.Module, torch.Tensor]:
+def prepare_model(model, input_size=None, batch: int = 1):
     """(label, eval-mode module, random input) for a zoo name or a module, with the input checked by a forward."""
+    import torch
+    import torch.nn as nn
+
+    from .models import registry
+    from .profiler import input_shape, run_forward
+
     batch = _positive_int(batch, "batch")
     if isinstance(model, str):
         s = registry.spec(model)
@@ -96,19 +111,24 @@ def prepare_model(model, input_size=None, batch: int = 1) -> tuple[str, nn.Modul
 
 def bench(
     model,
-    iters: int = 5000,
-    backend: str = "torch",
+    iters: int = DEFAULT_ITERS,
+    backend: str = DEFAULT_BACKEND,
     threads: int | None = None,
     batch: int = 1,
     warmup: int | None = None,
     input_size=None,
+    progress: bool | None = None,
 ) -> BenchResult:
     """Time ``iters`` inferences of ``model`` (a zoo name or ``nn.Module``) on ``backend``.
 
-    ``threads``: intra-op threads for this run (restored afterwards); None keeps the backend's default.
-    ``warmup``: untimed iterations first (default :func:`default_warmup`). ``input_size``: H, (H, W) or
-    (C, H, W); the zoo model's own size by default.
+    ``backend``: ``"native"`` (ghostfast's engine, the default), ``"torch"``, ``"onnxruntime"``, ... (see
+    :data:`BACKENDS`). ``threads``: intra-op threads for this run (restored afterwards); None keeps the backend's
+    default (the native engine: 1). ``warmup``: untimed iterations first (default :func:`default_warmup`).
+    ``input_size``: H, (H, W) or (C, H, W); the zoo model's own size by default. ``progress``: a progress bar on
+    stderr; None (default) shows one when the warm-up says the run will take more than :data:`PROGRESS_AFTER_S`.
     """
+    from .backends import get_backend
+
     iters = _positive_int(iters, "iters")
     threads = _positive_int(threads, "threads", allow_none=True)
     if warmup is None:
@@ -119,7 +139,40 @@ def bench(
     be.check_available()
     label, module, x = prepare_model(model, input_size, batch)
     with be.prepare(module, x, threads) as runner:
-        samples = runner.time(iters, int(warmup))
+        samples = time_runner(runner, iters, int(warmup), progress, desc=f"bench {label} [{be.name}]")
         used_threads = runner.threads
     return BenchResult(label, be.name, used_threads, x.shape[0], tuple(x.shape), iters, int(warmup), samples,
                        env.describe())
+
+
+def time_runner(runner, iters: int, warmup: int, progress: bool | None = None, desc: str = "bench") -> np.ndarray:
+    """``iters`` per-iteration nanosecond samples of ``runner`` after ``warmup`` untimed iterations.
+
+    The warm-up's own times (or, without warm-up, the first timed iteration's) estimate the run's length. A run
+    expected to take more than :data:`PROGRESS_AFTER_S` (or any run with ``progress=True``) shows a tqdm bar and
+    runs as consecutive C++ loops (``runner.time``) of at least :data:`CHUNK_S` each whose samples are
+    concatenated: the per-iteration cost is the C++ loop's, as in one call; the bar moves between loops.
+    """
+    if warmup:
+        estimate = np.asarray(runner.time(warmup, 0))  # warm-up iterations, timed only for the estimate
+        parts = []
+    else:
+        parts = [np.asarray(runner.time(1, 0))]
+        estimate = parts[0]
+    per_iter_s = float(np.median(estimate)) / 1e9 if estimate.size else 0.0
+    done = sum(len(p) for p in parts)
+    show = progress if progress is not None else per_iter_s * (iters - done) > PROGRESS_AFTER_S
+    if not show:
+        if iters > done:
+            parts.append(np.asarray(runner.time(iters - done, 0)))
+        return np.concatenate(parts)
+    from tqdm.auto import tqdm
+
+    chunk = max(1, math.ceil(CHUNK_S / per_iter_s)) if per_iter_s > 0 else iters
+    with tqdm(total=iters, initial=done, desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True) as bar:
+        while done < iters:
+            n = min(chunk, iters - done)
+            parts.append(np.asarray(runner.time(n, 0)))
+            done += n
+            bar.update(n)
+    return np.concatenate(parts)

@@ -1,17 +1,32 @@
-"""The ``ghostfast`` command: list, profile, structure, bench, compare, eval, export."""
+"""The ghostfast command: list, profile, structure, bench, compare, eval, export."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 
 from . import report
+from .accuracy import BACKENDS as EVAL_BACKENDS
+from .benchmark import BACKENDS, DEFAULT_BACKEND, DEFAULT_ITERS
 from .device import DEFAULT_BENCH, DEFAULT_DEVICE_DIR, DeviceError
 
 
 # ghostfast.comparison.DEFAULT_BACKENDS, repeated so building the parser does not import torch.
 DEFAULT_COMPARE_BACKENDS = ("native", "torch", "onnxruntime")
 
+DESCRIPTION = ("Is GhostNet worth deploying instead of MobileNet, EfficientNet, MnasNet or ShuffleNet? Structure, "
+               "size, accuracy and latency of mobile CNNs, measured one way on this machine.")
+EPILOG = """examples:
+  ghostfast list
+  ghostfast bench ghostnet --iters 2000 --threads 1
+  ghostfast compare --models ghostnet,mobilenetv3 --threads 1 --iters 20 --out report
+  ghostfast compare --out ghostfast-report      # all 20 models: 3 minutes on 2 quiet cores, 15-20 busy
+  ghostfast eval --data ~/imagenet/val --weights ghostnet_100.pth
+
+`ghostfast COMMAND --help` describes each command's options."""
+TORCH_HINT = ("install the CPU build of PyTorch: `pip install -c constraints-cpu.txt torch` in a ghostfast "
+              "checkout, or `pip install torch --index-url https://download.pytorch.org/whl/cpu`")
 
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -67,7 +82,8 @@ def cmd_bench(args) -> str:
     from .benchmark import bench
 
     r = bench(args.model, iters=args.iters, backend=args.backend, threads=args.threads, batch=args.batch,
-              warmup=args.warmup, input_size=_input_size(args.input_size))
+              warmup=args.warmup, input_size=_input_size(args.input_size),
+              progress=False if args.no_progress else None)
     if args.format == "json":
         return json.dumps(r.as_dict(samples=args.samples), indent=2)
     return repr(r)
@@ -167,7 +183,7 @@ def add_export_parser(sub) -> None:
                     help="seed of the zoo initialisation, the BN randomization and the input; 0 is what "
                          "`ghostfast compare` measures (default: %(default)s)")
     sp.add_argument("--out", required=True, metavar="DIR", help="folder to write the files into (created)")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(sp, formats=None)
     sp.set_defaults(func=cmd_export)
 
 
@@ -175,84 +191,153 @@ def add_export_parser(sub) -> None:
 def cmd_eval(args) -> str:
     from .accuracy import evaluate, save_result
 
+    if args.weights is None and not args.random_weights:
+        raise ValueError("no --weights: the model would be scored with random weights (top-1 about 0.1%). Give "
+                         "the pretrained checkpoint with --weights FILE, or --random-weights to score the "
+                         "untrained model anyway (a test of the pipeline, never a model's accuracy)")
+    if args.weights is None:
+        print("WARNING: --random-weights: scoring a randomly initialised model; its top-1 says nothing about the "
+              "architecture and is stored as a partial run, never in place of the published figure",
+              file=sys.stderr)
     overrides = {k: v for k, v in (("resize", args.resize), ("crop", args.crop),
                                    ("interpolation", args.interpolation)) if v is not None}
-    r = evaluate(args.model, args.data, weights=args.weights, backend=args.backend, limit=args.limit,
-                 batch=args.batch, workers=args.workers, threads=args.threads, labels=args.labels,
-                 preprocess=overrides or None, format=args.weights_format, progress=not args.no_progress)
+    with warnings.catch_warnings():  # the warning above says it already
+        warnings.filterwarnings("ignore", message=r"evaluating .* with random weights")
+        r = evaluate(args.model, args.data, weights=args.weights, backend=args.backend, limit=args.limit,
+                     batch=args.batch, workers=args.workers, threads=args.threads, labels=args.labels,
+                     preprocess=overrides or None, format=args.weights_format, progress=not args.no_progress)
     if not args.no_save:
         print(f"result saved to {save_result(r, args.results)}", file=sys.stderr)
+    if not r.full_set:
+        print(f"note: {r.set_label()}: recorded as partial; reports keep the published top-1", file=sys.stderr)
     if args.format == "json":
         return json.dumps(r.as_dict(), indent=2)
-    return (report.render([r.row()], "md") + f"\n\n{r.images} images of {r.data} ({r.layout}); "
+    return (report.render([r.row()], "md") + f"\n\n{r.images} images of {r.data} ({r.layout}; {r.set_label()}); "
             f"preprocessing: {r.preprocess['source']}")
 
 
 def add_eval_parser(sub) -> None:
-    sp = sub.add_parser("eval", help="ImageNet top-1 / top-5 of a model with pretrained weights, on any backend")
-    sp.add_argument("--data", required=True, help="validation folder: synset sub-folders, or images + ground truth")
-    sp.add_argument("--model", help="zoo model name (default: the model the --weights are for)")
-    sp.add_argument("--weights", help="checkpoint: .pth / .pt / .bin / .safetensors (read without unpickling code)")
-    sp.add_argument("--weights-format", help="force the checkpoint format, e.g. timm:tf_efficientnet_lite0")
-    sp.add_argument("--backend", choices=("torch", "native", "onnxruntime"), default="torch")
-    sp.add_argument("--labels", help="ground-truth file of a flat folder (LOC_val_solution.csv is found by itself)")
-    sp.add_argument("--limit", type=int, help="evaluate this many images, spread evenly over the set")
-    sp.add_argument("--batch", type=int, default=50)
+    sp = sub.add_parser("eval", help="ImageNet top-1 / top-5 of a model with pretrained weights, on any backend",
+                        description="Score a model's pretrained weights on an ImageNet-1k validation folder with "
+                                    "the preprocessing its publisher used. Only a run over the full validation set "
+                                    "(50,000 images, 1,000 classes) stands in for the published top-1 in "
+                                    "`ghostfast compare`; others are stored as partial.")
+    sp.add_argument("--data", required=True, metavar="DIR",
+                    help="validation folder: synset sub-folders, or images + a ground-truth file (required)")
+    sp.add_argument("--model", help="zoo model name or alias (default: the model the --weights are for)")
+    sp.add_argument("--weights", metavar="FILE",
+                    help="checkpoint: .pth / .pt / .bin / .safetensors, read without unpickling code (no default: "
+                         "required unless --random-weights)")
+    sp.add_argument("--random-weights", action="store_true",
+                    help="score the randomly initialised zoo model without --weights: tests the pipeline, never "
+                         "a model's accuracy; stored as partial (default: refuse without --weights)")
+    sp.add_argument("--weights-format", metavar="FORMAT",
+                    help="force the checkpoint format, e.g. timm:tf_efficientnet_lite0 (default: detected from "
+                         "the keys)")
+    sp.add_argument("--backend", choices=EVAL_BACKENDS, default="torch",
+                    help="runtime that computes the logits (default: %(default)s)")
+    sp.add_argument("--labels", metavar="FILE",
+                    help="ground-truth file of a flat folder (default: LOC_val_solution.csv or val.txt, found in "
+                         "the folder or its parent)")
+    sp.add_argument("--limit", type=int, metavar="N",
+                    help="evaluate N images spread evenly over the set; the result is partial (default: all)")
+    sp.add_argument("--batch", type=int, default=50, help="images per inference (default: %(default)s)")
     sp.add_argument("--workers", type=int, help="image decoding threads (default: min(8, CPUs); 0: none)")
-    sp.add_argument("--threads", type=int, help="the backend's intra-op threads")
-    sp.add_argument("--resize", type=int, help="override the checkpoint's resize (shorter side)")
-    sp.add_argument("--crop", type=int, help="override the checkpoint's center-crop size")
-    sp.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="override the resize filter")
-    sp.add_argument("--results", help="results file to add to (default: ~/.cache/ghostfast/accuracy.json)")
-    sp.add_argument("--no-save", action="store_true", help="do not store the result")
-    sp.add_argument("--format", choices=("md", "json"), default="md")
-    sp.add_argument("--output", "-o", help="write to this file instead of stdout")
-    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--threads", type=int, help="the backend's intra-op threads (default: the backend's own)")
+    sp.add_argument("--resize", type=int, metavar="N",
+                    help="override the checkpoint's resize of the shorter side (default: the checkpoint's)")
+    sp.add_argument("--crop", type=int, metavar="N",
+                    help="override the checkpoint's center-crop size (default: the checkpoint's)")
+    sp.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"),
+                    help="override the resize filter (default: the checkpoint's)")
+    sp.add_argument("--results", metavar="FILE",
+                    help="results file to add to (default: $GHOSTFAST_ACCURACY_CACHE, else "
+                         "~/.cache/ghostfast/accuracy.json)")
+    sp.add_argument("--no-save", action="store_true", help="do not store the result (default: store it)")
+    add_output_options(sp, formats=("md", "json"))
     sp.set_defaults(func=cmd_eval)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ghostfast", description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = p.add_subparsers(dest="command", required=True)
+def add_output_options(sp, formats=report.FORMATS, default="md", progress: bool = True) -> None:
+    """--format and --output (when ``formats``) and --no-progress (when ``progress``), alike on every command."""
+    if formats:
+        sp.add_argument("--format", choices=formats, default=default,
+                        help="what is printed: %s (default: %%(default)s)" % ", ".join(formats))
+        sp.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout (default: stdout)")
+    if progress:
+        sp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (default: a bar)")
 
-    sp = sub.add_parser("list", help="zoo models with family, input size, canonical source and aliases")
-    sp.add_argument("--format", choices=report.FORMATS, default="md")
+
+def _model_arg(sp, optional: bool = False, what: str = "") -> None:
+    if optional:
+        sp.add_argument("model", nargs="?", help=f"zoo model name or alias, e.g. ghostnet, mobilenetv3{what}")
+    else:
+        sp.add_argument("model", help=f"zoo model name or alias, e.g. ghostnet, mobilenetv3{what}")
+
+
+def _input_size_arg(sp) -> None:
+    sp.add_argument("--input-size", type=int, nargs="+", metavar="N",
+                    help="input H, or H W (default: the model's own, 224 for most)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ghostfast", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           title="commands (each needs PyTorch)")
+
+    sp = sub.add_parser("list", help="zoo models with family, input size, canonical source and aliases",
+                        description="The 20 zoo models: family, input size, canonical implementation, aliases.")
+    add_output_options(sp, progress=False)
     sp.set_defaults(func=cmd_list)
 
-    sp = sub.add_parser("profile", help="params, MACs, bytes and the per-layer table of one model")
-    sp.add_argument("model")
-    sp.add_argument("--input-size", type=int, nargs="+", metavar="N", help="H or H W (default: the model's)")
-    sp.add_argument("--layers", action="store_true", help="also print the per-layer table")
-    sp.add_argument("--format", choices=("text", *report.FORMATS), default="text")
+    sp = sub.add_parser("profile", help="params, MACs, bytes and the per-layer table of one model",
+                        description="Parameters, MACs (conv + linear, and a labeled total), weight and activation "
+                                    "bytes of one model; --layers adds the per-layer table.")
+    _model_arg(sp)
+    _input_size_arg(sp)
+    sp.add_argument("--layers", action="store_true", help="also print the per-layer table (default: summary only)")
+    add_output_options(sp, formats=("text", *report.FORMATS), default="text", progress=False)
     sp.set_defaults(func=cmd_profile)
 
-    sp = sub.add_parser("structure", help="the stage table of one model, or the summary of all models")
-    sp.add_argument("model", nargs="?", help="a model name (omit for the side-by-side summary of the zoo)")
-    sp.add_argument("--input-size", type=int, nargs="+", metavar="N")
-    sp.add_argument("--format", choices=("text", *report.FORMATS), default="md")
+    sp = sub.add_parser("structure", help="the stage table of one model, or the summary of all models",
+                        description="The stage table the papers print, derived from the modules; without a model, "
+                                    "the side-by-side summary of the zoo.")
+    _model_arg(sp, optional=True, what=" (default: the summary of all models)")
+    _input_size_arg(sp)
+    add_output_options(sp, formats=("text", *report.FORMATS), progress=False)
     sp.set_defaults(func=cmd_structure)
 
-    sp = sub.add_parser("bench", help="latency of one model on one backend")
-    sp.add_argument("model")
-    sp.add_argument("--iters", type=int, default=1000)
-    sp.add_argument("--warmup", type=int, default=None)
-    sp.add_argument("--backend", default="torch")
-    sp.add_argument("--threads", type=int, default=None)
-    sp.add_argument("--batch", type=int, default=1)
-    sp.add_argument("--input-size", type=int, nargs="+", metavar="N")
-    sp.add_argument("--format", choices=("text", "json"), default="text")
-    sp.add_argument("--samples", action="store_true", help="include raw samples in the JSON")
+    sp = sub.add_parser("bench", help="latency of one model on one backend",
+                        description="Time one model on one backend with the C++ timing loop: median, mean, p10, "
+                                    "p90, p99 and std of --iters iterations after --warmup untimed ones. A run "
+                                    "expected to take over 2 s shows a progress bar.")
+    _model_arg(sp)
+    sp.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="timed iterations (default: %(default)s)")
+    sp.add_argument("--warmup", type=int, default=None,
+                    help="untimed iterations first (default: 10%% of --iters, at least 5, at most 500)")
+    sp.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, metavar="BACKEND",
+                    help="runtime to time: %s (default: %%(default)s, ghostfast's engine)" % ", ".join(BACKENDS))
+    sp.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads for this run (default: the backend's own; native: 1)")
+    sp.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
+    _input_size_arg(sp)
+    sp.add_argument("--samples", action="store_true",
+                    help="include the raw per-iteration samples in the JSON (default: statistics only)")
+    add_output_options(sp, formats=("text", "json"), default="text")
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("compare", help="every model on every backend, measured the same way: tables and plots",
                         description="Time zoo models on several backends interleaved (A B C A B C ...) at each "
                                     "thread count; print the tables, or write report.md, results.csv, "
-                                    "results.json and PNG plots with --out DIR.")
-    sp.add_argument("--models", help="comma-separated names (default: the whole zoo)")
+                                    "results.json and PNG plots with --out DIR. The defaults (20 models x 3 "
+                                    "backends x 2 thread counts) take about 3 minutes on 2 quiet cores and 15-20 "
+                                    "on busy ones; --models, --threads and --iters make it shorter.")
+    sp.add_argument("--models", help="comma-separated names or aliases (default: the whole zoo, 20 models)")
     sp.add_argument("--backends", default=",".join(DEFAULT_COMPARE_BACKENDS),
-                    help="comma-separated backends run on this machine (default: %(default)s; also "
-                         "torch-compiled, torchscript, torch-cuda, onnxruntime-cuda); they run with --device too, "
-                         "in the same report: give `none` to run the device alone")
+                    help="comma-separated backends run on this machine, of %s (default: %%(default)s); they run "
+                         "with --device too, in the same report: give `none` to run the device alone"
+                         % ", ".join(BACKENDS))
     sp.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                     help="intra-op thread counts, one cell each (default: 1 2)")
     sp.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes, one cell each (default: 1)")
@@ -260,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are split into "
                                                           "(default: %(default)s)")
     sp.add_argument("--warmup", type=int, default=None, help="untimed iterations before each round (default: 2)")
-    sp.add_argument("--baseline", default=None, help="backend the ratios divide by (default: onnxruntime if "
-                                                     "compared, else the first backend)")
-    sp.add_argument("--no-check", action="store_true", help="skip the output check against torch")
+    sp.add_argument("--baseline", default=None, metavar="BACKEND",
+                    help="backend the ratios divide by (default: onnxruntime if compared, else the first backend)")
+    sp.add_argument("--no-check", action="store_true",
+                    help="skip the output check against torch (default: check every backend before timing it)")
     sp.add_argument("--device", metavar="adb[:SERIAL]",
                     help="also run the native engine on a phone over adb (SERIAL from `adb devices`; without it, "
                          "the only device attached): each model is exported, pushed with ghostfast-bench, checked "
@@ -273,16 +359,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "--preset aarch64` (default: %(default)s)")
     sp.add_argument("--device-dir", default=DEFAULT_DEVICE_DIR, metavar="DIR",
                     help="device folder for the binary and the model files (default: %(default)s)")
-    sp.add_argument("--out", metavar="DIR", help="write report.md, results.csv, results.json and PNG plots here")
-    sp.add_argument("--no-plots", action="store_true", help="with --out: tables only")
-    sp.add_argument("--format", choices=report.FORMATS, default="md", help="what is printed (default: md)")
-    sp.add_argument("--output", "-o", help="write to this file instead of stdout")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument("--out", metavar="DIR",
+                    help="write report.md, results.csv, results.json and PNG plots here (default: print only)")
+    sp.add_argument("--no-plots", action="store_true", help="with --out: tables only (default: tables and plots)")
+    add_output_options(sp)
     sp.set_defaults(func=cmd_compare)
 
     add_eval_parser(sub)
     add_export_parser(sub)
     return p
+
+
+def _missing_torch(e: ImportError) -> bool:
+    return (e.name or "").split(".")[0] == "torch"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
         text = args.func(args)
     except (ValueError, TypeError, DeviceError) as e:
         print(f"ghostfast {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        if not _missing_torch(e):
+            raise
+        print(f"ghostfast {args.command}: error: this command needs PyTorch, which is not installed: {TORCH_HINT}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

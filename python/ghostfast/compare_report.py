@@ -81,6 +81,8 @@ def latency_tables(records, settings: dict | None = None) -> str:
             for m in models:
                 info = _first(idx, m, bs)
                 top1 = "-" if info["top1"] is None else f"{info['top1']:.1f}"
+                if info.get("top1_measured") is not None:  # a full validation-set run of `ghostfast eval`
+                    top1 += " (measured)"
                 rows.append([m, f"{info['params'] / 1e6:.2f}", f"{info['macs'] / 1e6:.0f}", top1]
                             + [_latency_cell(idx.get((m, b, t, bs)), idx.get((m, b, threads[0], bs)))
                                for b in backends])
@@ -254,8 +256,9 @@ interleaved rounds (A B C A B C ...) on the same input, threads and batch, so th
 baseline median from the same run) holds even when the machine's speed drifts. Ratios below 1 are faster than
 the baseline. Absolute milliseconds on a shared machine move by tens of percent between runs; the ratios move
 much less. p10 / p90, the per-round drift (slowest / fastest round median) and the output checks are in
-results.csv and results.json. Top-1 is the published figure unless a measured one exists (source per row in
-the CSV)."""
+results.csv and results.json. Top-1 is the published figure unless `ghostfast eval` measured the model on the
+full validation set (50,000 images, 1,000 classes, pretrained weights); partial runs never replace it (source per
+row in the CSV)."""
 
 
 def summary_markdown(result) -> str:
