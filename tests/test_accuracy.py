@@ -230,12 +230,15 @@ def test_unreadable_image_is_named(tmp_path):
 
 
 def test_class_count_mismatch(image_folder, tmp_path):
-    with pytest.raises(ValueError, match="has 7 classes but mobilenet_v3_small predicts 1000"):
+    # (a zoo model without weights: evaluate warns that it scores random weights, before the data is checked)
+    with pytest.raises(ValueError, match="has 7 classes but mobilenet_v3_small predicts 1000"), \
+            pytest.warns(UserWarning, match="random weights"):
         evaluate("mobilenet_v3_small", image_folder, preprocess={"crop": 32, "resize": 32})
     for split in ("train", "val"):
         (tmp_path / split).mkdir()
         _save(tmp_path / split / "a", 0, 1)
-    with pytest.raises(ValueError, match="point --data at the validation folder"):
+    with pytest.raises(ValueError, match="point --data at the validation folder"), \
+            pytest.warns(UserWarning, match="random weights"):
         evaluate("mobilenet_v3_small", tmp_path, preprocess={"crop": 32, "resize": 32})
 
 
