@@ -166,6 +166,13 @@ def cmd_export(args) -> str:
     return report.render(rows, "md") + f"\n\nwrote {len(rows)} models and {MANIFEST} to {args.out}"
 
 
+def add_weights_format_option(sp) -> None:
+    """``--weights-format``, shared by the commands that load a checkpoint (eval, export)."""
+    sp.add_argument("--weights-format", metavar="FORMAT",
+                    help="force the checkpoint format, e.g. timm:tf_efficientnet_lite0 (default: detected from "
+                         "the keys)")
+
+
 def add_export_parser(sub) -> None:
     sp = sub.add_parser("export", help="engine files + reference input + torch output per model, for a device",
                         description="Write NAME.gfe (the native engine, batch 1), NAME.input.npy (a seeded input) "
@@ -177,8 +184,7 @@ def add_export_parser(sub) -> None:
                                       "`ghostfast eval --weights` loads it; the model is detected from it without "
                                       "--models (default: the zoo's own initialisation with randomized BN "
                                       "statistics, as `ghostfast compare` measures)")
-    sp.add_argument("--weights-format", help="force the checkpoint format, e.g. timm:tf_efficientnet_lite0 "
-                                             "(default: detected from the keys)")
+    add_weights_format_option(sp)
     sp.add_argument("--seed", type=int, default=0,
                     help="seed of the zoo initialisation, the BN randomization and the input; 0 is what "
                          "`ghostfast compare` measures (default: %(default)s)")
@@ -231,9 +237,7 @@ def add_eval_parser(sub) -> None:
     sp.add_argument("--random-weights", action="store_true",
                     help="score the randomly initialised zoo model without --weights: tests the pipeline, never "
                          "a model's accuracy; stored as partial (default: refuse without --weights)")
-    sp.add_argument("--weights-format", metavar="FORMAT",
-                    help="force the checkpoint format, e.g. timm:tf_efficientnet_lite0 (default: detected from "
-                         "the keys)")
+    add_weights_format_option(sp)
     sp.add_argument("--backend", choices=EVAL_BACKENDS, default="torch",
                     help="runtime that computes the logits (default: %(default)s)")
     sp.add_argument("--labels", metavar="FILE",

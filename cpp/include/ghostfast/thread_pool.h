@@ -17,12 +17,15 @@ namespace ghostfast {
 // front end (ghostfast._core.MAX_THREADS) and ghostfast-bench check, before any thread starts.
 constexpr int kMaxThreads = 256;
 
+// `threads` if it is in [1, kMaxThreads], else std::invalid_argument naming the range.
+int checked_thread_count(int threads);
+
 class ThreadPool {
 public:
     // fn(context, task) is called once for every task in [0, tasks).
     using TaskFn = void (*)(void* context, int64_t task);
 
-    // Starts threads - 1 workers (threads in [1, kMaxThreads], else std::invalid_argument before any starts). If
+    // Starts threads - 1 workers (checked_thread_count first: nothing starts for a count out of range). If
     // one cannot start, the ones already started are stopped and joined, and std::runtime_error says how many
     // were asked for: a partial start never leaves workers waiting on a condition variable being destroyed.
     explicit ThreadPool(int threads);

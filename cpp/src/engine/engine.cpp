@@ -75,12 +75,6 @@ bool next_op_is_sole_reader(const ProgramSpec& p, size_t i) {
     return true;
 }
 
-int checked_threads(int threads) {
-    if (threads < 1 || threads > kMaxThreads)
-        fail("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(threads));
-    return threads;
-}
-
 const KernelTable* checked_kernels(const std::string& isa) {
     const KernelTable* k = isa.empty() ? &best_kernels() : kernels_for(isa.c_str());
     if (k == nullptr) fail("kernel table '" + isa + "' is not available on this CPU or in this build");
@@ -246,7 +240,7 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
       fork_generation_(fork_generation()) {
     // Arguments and the program first, then what the program will need against what the machine has: an invalid
     // file starts no thread, and one that asks for too much allocates nothing.
-    checked_threads(threads);
+    checked_thread_count(threads);
     validate();
     pool_ = std::make_unique<ThreadPool>(threads);
     plan_folds();

@@ -21,16 +21,16 @@ constexpr int kSpinIterations = 20000;
 
 constexpr uint64_t kIndexMask = 0xffffffffull;
 uint64_t pack(uint64_t job, uint64_t index) { return (job << 32) | index; }
-
-int checked_threads(int threads) {
-    if (threads > kMaxThreads)
-        throw std::invalid_argument("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " +
-                                    std::to_string(threads));
-    return threads < 1 ? 1 : threads;
-}
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : threads_(checked_threads(threads)), ranges_(new Range[threads_]) {
+int checked_thread_count(int threads) {
+    if (threads < 1 || threads > kMaxThreads)
+        throw std::invalid_argument("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " +
+                                    std::to_string(threads));
+    return threads;
+}
+
+ThreadPool::ThreadPool(int threads) : threads_(checked_thread_count(threads)), ranges_(new Range[threads_]) {
     try {
         workers_.reserve(static_cast<size_t>(threads_ - 1));
         for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
