@@ -35,7 +35,7 @@ using TensorTuple = std::tuple<std::vector<int64_t>, TensorArray>;
 std::unique_ptr<Engine> make_engine(int32_t max_batch, int32_t input_value, int32_t output_value,
                                     const std::vector<BufferTuple>& buffers, const std::vector<ValueTuple>& values,
                                     const std::vector<OpTuple>& ops, const std::vector<TensorTuple>& tensors,
-                                    int threads, const std::string& isa) {
+                                    int threads, const std::string& isa, const std::vector<std::string>& op_isas) {
     ghostfast::ProgramSpec p;
     p.max_batch = max_batch;
     p.input_value = input_value;
@@ -52,7 +52,7 @@ std::unique_ptr<Engine> make_engine(int32_t max_batch, int32_t input_value, int3
         p.tensors.push_back(std::move(t));
     }
     nb::gil_scoped_release release;  // packing big models takes a while; nothing here touches Python
-    return std::make_unique<Engine>(std::move(p), threads, isa);
+    return std::make_unique<Engine>(std::move(p), threads, isa, op_isas);
 }
 
 // The dtype of an array-like input, as its library prints it ("float64", ">f4", "torch.float16"), or "" if none.
@@ -143,7 +143,7 @@ void bind_engine(nb::module_& m) {
     m.attr("MAX_THREADS") = ghostfast::kMaxThreads;  // the upper bound of Engine's threads (thread_pool.h)
     nb::class_<Engine>(m, "Engine", "A compiled model: run(x) -> logits. Build through ghostfast.compile / load.")
         .def(nb::new_(&make_engine), "max_batch"_a, "input_value"_a, "output_value"_a, "buffers"_a, "values"_a,
-             "ops"_a, "tensors"_a, "threads"_a = 1, "isa"_a = "")
+             "ops"_a, "tensors"_a, "threads"_a = 1, "isa"_a = "", "op_isas"_a = std::vector<std::string>{})
         .def(
             "run",
             [](Engine& e, nb::handle obj) {
@@ -191,16 +191,24 @@ void bind_engine(nb::module_& m) {
                     nb::gil_scoped_release release;
                     t = e.profile_ops(ptr, n, iters);
                 }
-                std::vector<std::tuple<std::string, std::string, double>> out;
-                for (const auto& r : t) out.emplace_back(r.name, r.type, r.mean_ns);
+                std::vector<std::tuple<std::string, std::string, double, std::string>> out;
+                for (const auto& r : t) out.emplace_back(r.name, r.type, r.mean_ns, r.isa);
                 return out;
             },
-            "x"_a, "iters"_a, "(name, type, mean ns) per op, averaged over iters runs.")
+            "x"_a, "iters"_a, "(name, type, mean ns, kernel table) per op, averaged over iters runs.")
         .def_prop_ro("max_batch", &Engine::max_batch)
         .def_prop_ro("input_shape", [](const Engine& e) { return std::make_tuple(e.in_c(), e.in_h(), e.in_w()); })
         .def_prop_ro("classes", &Engine::classes)
         .def_prop_ro("threads", &Engine::threads)
         .def_prop_ro("isa", [](const Engine& e) { return std::string(e.isa()); })
+        .def_prop_ro(
+            "op_isas",
+            [](const Engine& e) {
+                std::vector<std::string> out;
+                for (size_t i = 0; i < e.program().ops.size(); ++i) out.emplace_back(e.op_isa(i));
+                return out;
+            },
+            "The kernel table that runs each op.")
         .def_prop_ro("arena_bytes", &Engine::arena_bytes)
         .def_prop_ro("packed_weight_bytes", &Engine::weight_bytes)
         .def_prop_ro("parallel_regions", &Engine::parallel_regions)

@@ -24,6 +24,28 @@ KERNEL_TABLES = ("generic", "avx2", "avx512", "neon")
 MAX_THREADS = _core.MAX_THREADS
 
 
+KERNEL_CHOICES = ("measure", "fixed")
+
+
+def _op_isas(kernel_choice, isa, num_ops: int) -> list[str]:
+    """The engine core's per-op table list for ``kernel_choice`` (an empty list lets the engine measure)."""
+    if isinstance(kernel_choice, str):
+        if kernel_choice not in KERNEL_CHOICES:
+            raise ValueError(f"kernel_choice must be 'measure', 'fixed' or one table name per op, got {kernel_choice!r}")
+        return [] if kernel_choice == "measure" else [isa or ""] * num_ops
+    try:
+        names = list(kernel_choice)
+    except TypeError:
+        raise TypeError(f"kernel_choice must be a str or a sequence of table names, "
+                        f"got {type(kernel_choice).__name__}") from None
+    if len(names) != num_ops or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"kernel_choice as a sequence needs one table name (str) per op: {num_ops} ops, "
+                         f"got {len(names)} entries")
+    for n in names:
+        _check_run_args(1, n or None)
+    return names
+
+
 def _check_run_args(threads, isa) -> None:
     """ValueError for a thread count or kernel table that no program could run with."""
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
@@ -38,10 +60,11 @@ def _check_run_args(threads, isa) -> None:
 class Engine:
     """A compiled model. ``engine.run(x)`` maps a float32 NCHW batch (numpy or torch) to logits (numpy)."""
 
-    def __init__(self, program: Program, threads: int = 1, isa: str | None = None) -> None:
+    def __init__(self, program: Program, threads: int = 1, isa: str | None = None, kernel_choice="measure") -> None:
         _check_run_args(threads, isa)
         self.program = program
-        self._core = _core.Engine(**program.core_args(), threads=threads, isa=isa or "")
+        op_isas = _op_isas(kernel_choice, isa, len(program.ops))
+        self._core = _core.Engine(**program.core_args(), threads=threads, isa=isa or "", op_isas=op_isas)
 
     # ---- running -----------------------------------------------------------------------------------------
     def run(self, x) -> np.ndarray:
@@ -58,7 +81,8 @@ class Engine:
         """Mean time per op and per op type over ``iters`` runs (``x``: random input at max batch 1 if None)."""
         if x is None:
             x = np.random.default_rng(0).standard_normal((1, *self.input_shape), dtype=np.float32)
-        rows = [{"op": n, "type": t, "mean_us": ns / 1e3} for n, t, ns in self._core.profile_ops(x, iters)]
+        rows = [{"op": n, "type": t, "mean_us": ns / 1e3, "isa": isa or None}
+                for n, t, ns, isa in self._core.profile_ops(x, iters)]
         by_type: dict[str, float] = defaultdict(float)
         for r in rows:
             # computed inside another row: a Ghost module streaming into it, or a 1x1 reading through a shuffle
@@ -73,6 +97,8 @@ class Engine:
     classes = property(lambda self: self._core.classes)
     threads = property(lambda self: self._core.threads)
     isa = property(lambda self: self._core.isa, doc="the kernel table in use: generic, avx2, avx512 or neon")
+    op_isas = property(lambda self: list(self._core.op_isas),
+                       doc="the kernel table of each op: ``isa``, or the half-width table where it measured faster")
     arena_bytes = property(lambda self: self._core.arena_bytes, doc="activation memory, planned at compile time")
     packed_weight_bytes = property(lambda self: self._core.packed_weight_bytes)
     num_ops = property(lambda self: self._core.num_ops)
@@ -90,11 +116,16 @@ class Engine:
                 f"{self.num_ops} ops, {self.isa}, threads={self.threads}, arena {self.arena_bytes / 2**20:.2f} MiB)")
 
 
-def compile(model_or_name, input_size=None, batch: int = 1, threads: int = 1, isa: str | None = None) -> Engine:  # noqa: A001
+def compile(model_or_name, input_size=None, batch: int = 1, threads: int = 1, isa: str | None = None,  # noqa: A001
+            kernel_choice="measure") -> Engine:
     """Lower an eval-mode zoo model (name or module) to the native engine.
 
     ``input_size``: H, (H, W) or (C, H, W); the zoo model's own size by default. ``batch``: the largest batch
     ``run`` will accept. ``threads``: 1 runs on the calling thread only. ``isa``: force a kernel table.
+    ``kernel_choice``: ``"measure"`` lets an op run on the table of half the vector width (AVX-512 -> AVX2)
+    where that timed faster on this machine when the engine was built (``Engine.op_isas`` shows the choice;
+    narrow channel counts such as GhostNet's); ``"fixed"`` keeps every op on ``isa``; a sequence gives each
+    op's table by name.
     """
     import torch.nn as nn
 
@@ -124,19 +155,21 @@ def compile(model_or_name, input_size=None, batch: int = 1, threads: int = 1, is
     finally:
         model.train(was_training)
     program.meta = {"model": label, "input_shape": list(shape)}
-    return Engine(program, threads=threads, isa=isa)
+    return Engine(program, threads=threads, isa=isa, kernel_choice=kernel_choice)
 
 
-def load(path, threads: int = 1, isa: str | None = None) -> Engine:
+def load(path, threads: int = 1, isa: str | None = None, kernel_choice="measure") -> Engine:
     """An engine from a file written by :meth:`Engine.save`; needs numpy only.
 
     A file the engine refuses (an inconsistent program, or one that needs more memory than this machine has)
-    raises :class:`~ghostfast.program.ModelFileError` naming the file; bad ``threads`` / ``isa`` stay ValueErrors.
+    raises :class:`~ghostfast.program.ModelFileError` naming the file; bad ``threads`` / ``isa`` / ``kernel_choice``
+    stay ValueErrors. ``kernel_choice``: as for :func:`compile`.
     """
     _check_run_args(threads, isa)
     program = load_program(path)
+    _op_isas(kernel_choice, isa, len(program.ops))  # a bad kernel_choice is the caller's ValueError, not the file's
     try:
-        return Engine(program, threads=threads, isa=isa)
+        return Engine(program, threads=threads, isa=isa, kernel_choice=kernel_choice)
     except ModelFileError:
         raise
     except ValueError as e:  # the C++ constructor's validation: the arguments were checked above

@@ -97,6 +97,7 @@ struct OpTiming {
     std::string name;
     std::string type;
     double mean_ns;
+    std::string isa;  // the kernel table that ran it ("" for ops without kernels of their own, and layout rows)
 };
 
 struct GhostShape;
@@ -108,7 +109,10 @@ public:
     // isa: "" for the best table this CPU supports, else "generic" / "avx2" / "avx512". threads: [1, kMaxThreads],
     // checked before any worker starts. Throws std::invalid_argument for an invalid program, and for one whose
     // activation memory, weights and scratch exceed what this machine can give (checked before allocating).
-    Engine(ProgramSpec program, int threads, const std::string& isa);
+    // op_isas: the table of each op. Empty: the isa table, except that an op may go to the table of half its
+    // vector width where that measured faster on this machine (kernel_choice.h; GHOSTFAST_KERNEL_CHOICE=fixed
+    // turns the measuring off). Otherwise one entry per op: a table name, or "" for the isa table.
+    Engine(ProgramSpec program, int threads, const std::string& isa, const std::vector<std::string>& op_isas = {});
     ~Engine();
 
     // input: n images, NCHW contiguous float32, 1 <= n <= max_batch. output: n x classes floats.
@@ -132,6 +136,8 @@ public:
     // run's regions with it.
     uint64_t parallel_regions() const { return pool_->jobs(); }
     const char* isa() const { return kernels_->isa; }
+    // The table that runs op i (isa() or, after measuring, the one of half its vector width).
+    const char* op_isa(size_t i) const;
     size_t arena_bytes() const { return arena_floats_ * sizeof(float); }
     size_t weight_bytes() const { return packed_floats_ * sizeof(float); }
 
@@ -140,7 +146,8 @@ private:
     struct SliceEdge;
     void validate();
     void check_memory() const;
-    size_t packed_floats(const OpSpec& op) const;
+    size_t packed_floats(const OpSpec& op, const KernelTable& k) const;
+    void choose_kernels(const std::vector<std::string>& op_isas);
     void adopt_after_fork();
     void pack_weights();
     void plan_folds();
@@ -164,6 +171,7 @@ private:
 
     ProgramSpec program_;
     const KernelTable* kernels_;
+    std::vector<const KernelTable*> op_kernels_;  // per op (choose_kernels)
     std::unique_ptr<ThreadPool> pool_;  // a pointer so that a forked child can replace it (adopt_after_fork)
     std::vector<std::unique_ptr<Prepared>> prepared_;
     std::vector<size_t> buffer_offset_;  // floats, per buffer

@@ -18,6 +18,7 @@
 #endif
 
 #include "engine/engine_internal.h"
+#include "engine/kernel_choice.h"
 
 namespace ghostfast {
 
@@ -233,7 +234,7 @@ AlignedFloats& AlignedFloats::operator=(AlignedFloats&& o) noexcept {
     return *this;
 }
 
-Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
+Engine::Engine(ProgramSpec program, int threads, const std::string& isa, const std::vector<std::string>& op_isas)
     : program_(std::move(program)),
       kernels_(checked_kernels(isa)),
       mutex_(std::make_unique<std::mutex>()),
@@ -247,6 +248,7 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa)
     plan_streaming();
     plan_arena();
     check_memory();
+    choose_kernels(op_isas);
     pack_weights();
     allocate();
     int64_t readers = 0;
@@ -297,7 +299,12 @@ void Engine::check_memory() const {
     const ProgramSpec& p = program_;
     const uint64_t arena = add_bytes(mul_bytes(std::max<uint64_t>(16, arena_floats_), sizeof(float)), 64);
     uint64_t other = mul_bytes(add_bytes(scratch_floats_, 16), sizeof(float));
-    for (const OpSpec& op : p.ops) other = add_bytes(other, add_bytes(mul_bytes(packed_floats(op), sizeof(float)), 64));
+    // (before the tables are chosen: the larger of the two packings an op may get)
+    const KernelTable* narrow = half_width_kernels(*kernels_);
+    for (const OpSpec& op : p.ops) {
+        const size_t floats = std::max(packed_floats(op, *kernels_), narrow ? packed_floats(op, *narrow) : 0);
+        other = add_bytes(other, add_bytes(mul_bytes(floats, sizeof(float)), 64));
+    }
     if (pool_->threads() > 1)
         other = add_bytes(other, mul_bytes(uint64_t(p.max_batch) * kMaxGhostSlices, sizeof(SliceEdge)));
     const uint64_t total = add_bytes(arena, other);
@@ -568,20 +575,44 @@ int32_t ghost_stream_slices(int32_t out_h, int threads) {
     return std::min({out_h / kStreamOutRows, kStreamSlicesPerThread * threads, kMaxGhostSlices});
 }
 
+// op_kernels_: see the constructor's op_isas.
+void Engine::choose_kernels(const std::vector<std::string>& op_isas) {
+    const std::vector<OpSpec>& ops = program_.ops;
+    op_kernels_.assign(ops.size(), kernels_);
+    if (!op_isas.empty()) {
+        if (op_isas.size() != ops.size())
+            fail("op_isas has " + std::to_string(op_isas.size()) + " entries for " + std::to_string(ops.size()) + " ops");
+        for (size_t i = 0; i < ops.size(); ++i)
+            if (!op_isas[i].empty()) op_kernels_[i] = checked_kernels(op_isas[i]);
+        return;
+    }
+    const KernelTable* narrow = half_width_kernels(*kernels_);
+    const char* choice = std::getenv("GHOSTFAST_KERNEL_CHOICE");
+    if (!narrow || (choice && std::strcmp(choice, "fixed") == 0)) return;
+    for (size_t i = 0; i < ops.size(); ++i)
+        if (op_has_table_choice(ops[i])) op_kernels_[i] = faster_table(program_, ops[i], *kernels_, *narrow);
+}
+
+const char* Engine::op_isa(size_t i) const {
+    if (i >= op_kernels_.size()) fail("op index " + std::to_string(i) + " out of range");
+    return op_kernels_[i]->isa;
+}
+
 void Engine::pack_weights() {
     const ProgramSpec& p = program_;
     prepared_.clear();
     packed_floats_ = 0;
     auto tensor = [&](const OpSpec& op, size_t slot) { return p.tensors[op.tensors[slot]].values(); };
+    const KernelTable* kt = kernels_;  // the table of the op being packed
     auto pack_pw = [&](const float* w, const float* b, int32_t k, int32_t n) {
-        AlignedFloats out(kernels_->pointwise_packed_size(k, n));
-        kernels_->pack_pointwise(w, b, k, n, out.data());
+        AlignedFloats out(kt->pointwise_packed_size(k, n));
+        kt->pack_pointwise(w, b, k, n, out.data());
         packed_floats_ += out.size();
         return out;
     };
     auto pack_dw = [&](const float* w, const float* b, int32_t c, int32_t k) {
-        AlignedFloats out(kernels_->depthwise_packed_size(c, k));
-        kernels_->pack_depthwise(w, b, c, k, out.data());
+        AlignedFloats out(kt->depthwise_packed_size(c, k));
+        kt->pack_depthwise(w, b, c, k, out.data());
         packed_floats_ += out.size();
         return out;
     };
@@ -590,16 +621,18 @@ void Engine::pack_weights() {
     std::vector<int32_t> uses(p.tensors.size(), 0);
     for (const OpSpec& op : p.ops)
         for (int32_t t : op.tensors) ++uses[static_cast<size_t>(t)];
-    for (const OpSpec& op : p.ops) {
+    for (size_t i = 0; i < p.ops.size(); ++i) {
+        const OpSpec& op = p.ops[i];
         auto prep = std::make_unique<Prepared>();
         prep->type = static_cast<OpType>(op.type);
+        prep->kernels = kt = op_kernels_[i];
         const int32_t in_c = p.values[op.inputs[0]].c;
         const int32_t out_c = p.values[op.output].c;
         switch (prep->type) {
             case OpType::kConv: {
                 const int32_t k = op.params[0];
-                AlignedFloats packed(kernels_->conv_packed_size(in_c, out_c, k));
-                kernels_->pack_conv(tensor(op, 0), tensor(op, 1), in_c, out_c, k, packed.data());
+                AlignedFloats packed(kt->conv_packed_size(in_c, out_c, k));
+                kt->pack_conv(tensor(op, 0), tensor(op, 1), in_c, out_c, k, packed.data());
                 packed_floats_ += packed.size();
                 prep->packed.push_back(std::move(packed));
                 break;
@@ -637,23 +670,23 @@ void Engine::pack_weights() {
     }
 }
 
-// The floats pack_weights allocates for `op` (check_memory counts them before anything is packed).
-size_t Engine::packed_floats(const OpSpec& op) const {
+// The floats pack_weights allocates for `op` with table k (check_memory counts them before anything is packed).
+size_t Engine::packed_floats(const OpSpec& op, const KernelTable& k) const {
     const ProgramSpec& p = program_;
     const int32_t in_c = p.values[op.inputs[0]].c, out_c = p.values[op.output].c;
     switch (static_cast<OpType>(op.type)) {
-        case OpType::kConv: return kernels_->conv_packed_size(in_c, out_c, op.params[0]);
+        case OpType::kConv: return k.conv_packed_size(in_c, out_c, op.params[0]);
         case OpType::kPointwise: {
             const int32_t g = op.params[0];
-            return static_cast<size_t>(g) * kernels_->pointwise_packed_size(in_c / g, out_c / g);
+            return static_cast<size_t>(g) * k.pointwise_packed_size(in_c / g, out_c / g);
         }
-        case OpType::kDepthwise: return kernels_->depthwise_packed_size(in_c, op.params[0]);
+        case OpType::kDepthwise: return k.depthwise_packed_size(in_c, op.params[0]);
         case OpType::kGhost:
-            return kernels_->pointwise_packed_size(in_c, op.params[0]) +
-                   (op.params[1] > 0 ? kernels_->depthwise_packed_size(op.params[1], op.params[2]) : 0);
+            return k.pointwise_packed_size(in_c, op.params[0]) +
+                   (op.params[1] > 0 ? k.depthwise_packed_size(op.params[1], op.params[2]) : 0);
         case OpType::kSqueezeExcite: {
             const int32_t rd = static_cast<int32_t>(p.tensors[op.tensors[0]].shape[0]);
-            return kernels_->pointwise_packed_size(in_c, rd) + kernels_->pointwise_packed_size(rd, in_c);
+            return k.pointwise_packed_size(in_c, rd) + k.pointwise_packed_size(rd, in_c);
         }
         default: return 0;
     }

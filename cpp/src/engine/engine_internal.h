@@ -133,6 +133,7 @@ struct View {
 
 struct Engine::Prepared {
     OpType type{};
+    const KernelTable* kernels = nullptr;  // the table that packed `packed` and runs the op
     std::vector<View> in;
     View out;
     std::vector<AlignedFloats> packed;  // per op type: weights in the kernel table's layout

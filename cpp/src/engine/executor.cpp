@@ -5,6 +5,7 @@
 
 #include "engine/engine_internal.h"
 #include "engine/ghost_rows.h"
+#include "engine/kernel_choice.h"
 
 namespace ghostfast {
 
@@ -99,7 +100,8 @@ std::vector<OpTiming> Engine::profile_ops(const float* input, int32_t n, int32_t
         }
         std::string name = ops[i].name;
         if (streams_[i]) name += " + " + ops[i + 1].name;
-        result.push_back({name, op_type_name(static_cast<OpType>(ops[i].type)), total[i + 1] / div});
+        result.push_back({name, op_type_name(static_cast<OpType>(ops[i].type)), total[i + 1] / div,
+                          op_has_table_choice(ops[i]) ? op_kernels_[i]->isa : ""});
     }
     result.push_back({"(output copy)", "layout", total.back() / div});
     return result;
@@ -165,7 +167,7 @@ GhostRows Engine::ghost_rows_to_plane(size_t op_index, int32_t img, RowBuffer in
     RowBuffer raw;
     if (ghost_fuses_residual(spec))
         raw = {scratch_.data() + raw_offset, spec.params[0], ghost_band_ring_rows(spec, op.out.h, op.out.w)};
-    return GhostRows(*kernels_, ghost_shape(op_index), in, {op.out.image(img), op.out.stride, 0},
+    return GhostRows(*op.kernels, ghost_shape(op_index), in, {op.out.image(img), op.out.stride, 0},
                      res ? res->image(img) : nullptr, res ? res->stride : 0, raw);
 }
 
@@ -203,7 +205,7 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
         const int32_t y0 = z.h * s / slices, y1 = z.h * (s + 1) / slices;
         const int32_t g0 = std::max(0, y0 * ds_stride - dpad), g1 = std::min(h, (y1 - 1) * ds_stride - dpad + dk);
         const RowBuffer own{ring.data + s * ring_floats, ring.stride, ring.ring};
-        GhostRows rows(*kernels_, shape, {x.image(img), x.stride, 0}, own, nullptr, 0, {}, std::max(0, g0 - pad_cheap),
+        GhostRows rows(*g.kernels, shape, {x.image(img), x.stride, 0}, own, nullptr, 0, {}, std::max(0, g0 - pad_cheap),
                        std::min(h, g1 + pad_cheap));
         DepthwiseArgs a = next;
         a.in = own.data, a.out = z.image(img);
@@ -211,7 +213,7 @@ void Engine::run_ghost_into_depthwise(size_t op_index, int32_t n) {
             const int32_t yo_end = std::min(y1, yo + kStreamOutRows);
             const int32_t need = std::min(h, (yo_end - 1) * ds_stride - dpad + dk);  // Ghost rows up to need
             rows.advance(need == h ? h : need + pad_cheap);
-            kernels_->depthwise(a, yo, yo_end);
+            d.kernels->depthwise(a, yo, yo_end);
         }
     };
     for (int32_t img = 0; img < n; ++img) {
@@ -237,7 +239,7 @@ void Engine::run_ghost_into_ghost(size_t op_index, int32_t n) {
     const RowBuffer ring{scratch_.data(), a.out.c, ghost_band_ring_rows(program_.ops[op_index], a.out.h, a.out.w)};
     const size_t raw_offset = static_cast<size_t>(ring.ring) * a.out.w * a.out.c;
     for (int32_t img = 0; img < n; ++img) {
-        GhostRows producer(*kernels_, ghost_shape(op_index), {a.in[0].image(img), a.in[0].stride, 0}, ring, nullptr,
+        GhostRows producer(*a.kernels, ghost_shape(op_index), {a.in[0].image(img), a.in[0].stride, 0}, ring, nullptr,
                            0, {});
         GhostRows consumer = ghost_rows_to_plane(op_index + 1, img, ring, raw_offset);
         while (consumer.done() < h) {
@@ -280,11 +282,11 @@ void Engine::run_ghost_into_ghost_slices(size_t op_index, int32_t n, int32_t sli
         auto task = [&](int64_t t) {
             const int32_t s = static_cast<int32_t>(t), first = h * s / slices, last = h * (s + 1) / slices;
             const RowBuffer own{ring.data + s * ring_floats, ring.stride, ring.ring};
-            GhostRows producer(*kernels_, shape_a, {a.in[0].image(img), a.in[0].stride, 0}, own, nullptr, 0, {},
+            GhostRows producer(*a.kernels, shape_a, {a.in[0].image(img), a.in[0].stride, 0}, own, nullptr, 0, {},
                                std::max(0, first - pad_a), std::min(h, last + pad_a));
             RowBuffer raw;
             if (fused) raw = {scratch_.data(), bs.params[0], 0};
-            GhostRows consumer(*kernels_, shape_b, own, {y.image(img), y.stride, 0}, res ? res->image(img) : nullptr,
+            GhostRows consumer(*b.kernels, shape_b, own, {y.image(img), y.stride, 0}, res ? res->image(img) : nullptr,
                                res ? res->stride : 0, raw, first, last);
             while (consumer.primary_done() < last) {
                 const int32_t target = std::min(last, consumer.primary_done() + band);
@@ -317,7 +319,7 @@ void Engine::run_ghost_slices(size_t op_index, int32_t n, int32_t slices) {
             const int32_t first = y.h * s / slices, last = y.h * (s + 1) / slices;
             RowBuffer raw;
             if (fused) raw = {scratch_.data(), init, 0};
-            GhostRows rows(*kernels_, shape, {x.image(img), x.stride, 0}, {y.image(img), y.stride, 0},
+            GhostRows rows(*op.kernels, shape, {x.image(img), x.stride, 0}, {y.image(img), y.stride, 0},
                            res ? res->image(img) : nullptr, res ? res->stride : 0, raw, first, last);
             while (rows.primary_done() < last) rows.advance(rows.primary_done() + band);
             finish_slice_edges(rows, img, s, slices, first, last, pad);
@@ -353,7 +355,7 @@ void Engine::run_pointwise_shuffled(size_t op_index, const PointwiseArgs& args) 
                 ga.c = y.data + g * ng;
                 if (res) ga.residual = res->data + g * ng;
                 ga.packed = op.packed[g].data();
-                kernels_->pointwise(ga, b0, std::min(r1, b0 + kShuffledRows), 0, ng);
+                op.kernels->pointwise(ga, b0, std::min(r1, b0 + kShuffledRows), 0, ng);
             }
     };
     parallel(ceil_div(rows, chunk), task);
@@ -366,7 +368,7 @@ void Engine::execute(size_t op_index, int32_t n) {
     if (folded_[op_index]) return;                        // a channel shuffle that the next op reads through
     const OpSpec& spec = program_.ops[op_index];
     Prepared& op = *prepared_[op_index];
-    const KernelTable& k = *kernels_;
+    const KernelTable& k = *op.kernels;
     const int threads = Engine::threads();
     const View& x = op.in[0];
     const View& y = op.out;
