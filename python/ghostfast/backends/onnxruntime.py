@@ -7,18 +7,17 @@ are bound once (IOBinding) so an iteration is one ``run_with_iobinding`` call, w
 """
 from __future__ import annotations
 
-import io
 import os
-import warnings
-import weakref
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .base import Backend, BackendUnavailable, Runner, register_backend
+# The export lives in onnx_export (OpenVINO, ncnn and MNN convert from it too); these names stay importable here.
+from .onnx_export import OPSET, _EXPORTS, export_onnx  # noqa: F401
+from .onnx_export import fingerprint as _fingerprint  # noqa: F401
 
-OPSET = 17
 INSTALL_HINT = "pip install 'ghostfast[onnx]' (or: pip install onnx onnxruntime)"
 
 
@@ -31,50 +30,6 @@ def import_onnxruntime():
         raise BackendUnavailable(f"onnxruntime backends need the '{e.name or 'onnxruntime'}' package, which is "
                                  f"not installed: {INSTALL_HINT}") from None
     return onnxruntime
-
-
-# Exports keyed by module: a compare() run prepares one model for several thread counts, and an export takes
-# seconds. A fingerprint of every tensor's storage and version counter makes an in-place edit (new weights,
-# randomized BN) invalidate the entry.
-_EXPORTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def _fingerprint(model: nn.Module, x: torch.Tensor) -> tuple:
-    tensors = [*model.parameters(), *model.buffers()]
-    return (tuple(x.shape), tuple((t.data_ptr(), t._version) for t in tensors))
-
-
-def export_onnx(model: nn.Module, x: torch.Tensor) -> bytes:
-    """The serialized ONNX graph of eval-mode ``model`` for inputs shaped like ``x`` (static shape)."""
-    key = _fingerprint(model, x)
-    cached = _EXPORTS.get(model)
-    if cached is not None and cached["key"] == key:
-        return cached["onnx"]
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # torch >= 2.9 marks the TorchScript-based exporter deprecated; it needs no extra package and gives
-        # ORT a plain Conv/BN graph, so it stays the first choice while torch ships it.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        with torch.no_grad():
-            try:
-                torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=OPSET, input_names=["input"],
-                                  output_names=["logits"], do_constant_folding=True)
-                data = buf.getvalue()
-            except TypeError:  # a torch without the TorchScript exporter: use torch.export's
-                data = _export_dynamo(model, x)
-    _EXPORTS[model] = {"key": key, "onnx": data}
-    return data
-
-
-def _export_dynamo(model: nn.Module, x: torch.Tensor) -> bytes:
-    try:
-        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=OPSET, input_names=["input"],
-                                    output_names=["logits"])
-    except ModuleNotFoundError as e:
-        raise BackendUnavailable(f"this torch exports ONNX through torch.export, which needs '{e.name}': "
-                                 f"pip install {e.name}") from None
-    return program.model_proto.SerializeToString()
 
 
 def session_options(ort, threads: int | None):
