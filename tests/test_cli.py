@@ -42,3 +42,22 @@ def test_compare_csv(capsys, tmp_path):
 def test_errors_are_reported_not_raised(argv, capsys):
     assert main(argv) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_compare_with_peers_prints_the_best_peer(capsys):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    pytest.importorskip("MNN", reason="mnn is not installed")
+    assert main(["compare", "--models", "ghostnet_050", "--backends", "native,openvino,mnn", "--threads", "1", "2",
+                 "--iters", "2", "--rounds", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "native against the best peer runtime" in out and out.count("**geomean**") == 2
+    assert "openvino:" in out and "INFERENCE_PRECISION_HINT f32" in out  # the settings, in the environment lines
+
+
+def test_backend_help_lists_the_peers():
+    from ghostfast.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for command, option in (("compare", "--backends"), ("bench", "--backend")):
+        text = " ".join(sub.choices[command].format_help().split())
+        assert all(p in text for p in ("openvino", "litert", "ncnn", "mnn")) and "peers" in text, command

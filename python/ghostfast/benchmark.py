@@ -16,7 +16,11 @@ DEFAULT_BACKEND = "native"
 DEFAULT_ITERS = 1000
 # Every backend in ghostfast.backends' registry, in its order (a test checks they agree): the command line's
 # choices, listed without importing torch.
-BACKENDS = ("native", "torch", "torch-compiled", "torchscript", "onnxruntime", "torch-cuda", "onnxruntime-cuda")
+BACKENDS = ("native", "torch", "torch-compiled", "torchscript", "onnxruntime", "torch-cuda", "onnxruntime-cuda",
+            "openvino", "litert", "ncnn", "mnn")
+# The CPU runtimes the native engine competes with (a deployment would pick one of them instead): the report's
+# best-peer table takes the fastest of these per model and thread count. Torch is the reference, not a peer.
+PEER_BACKENDS = ("onnxruntime", "openvino", "litert", "ncnn", "mnn")
 # A run expected to take longer than this (from the warm-up's time) shows a progress bar; its iterations then run
 # as C++ loops of at least CHUNK_S each, so the bar adds no per-iteration cost.
 PROGRESS_AFTER_S = 2.0

@@ -8,7 +8,7 @@ import warnings
 
 from . import report
 from .accuracy import BACKENDS as EVAL_BACKENDS
-from .benchmark import BACKENDS, DEFAULT_BACKEND, DEFAULT_ITERS
+from .benchmark import BACKENDS, DEFAULT_BACKEND, DEFAULT_ITERS, PEER_BACKENDS
 from .device import DEFAULT_BENCH, DEFAULT_DEVICE_DIR, DeviceError
 
 
@@ -321,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--warmup", type=int, default=None,
                     help="untimed iterations first (default: 10%% of --iters, at least 5, at most 500)")
     sp.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, metavar="BACKEND",
-                    help="runtime to time: %s (default: %%(default)s, ghostfast's engine)" % ", ".join(BACKENDS))
+                    help="runtime to time: %s (default: %%(default)s, ghostfast's engine; openvino, litert, ncnn "
+                         "and mnn need the peers extra)" % ", ".join(BACKENDS))
     sp.add_argument("--threads", type=int, default=None,
                     help="intra-op threads for this run (default: the backend's own; native: 1)")
     sp.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
@@ -339,9 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "on busy ones; --models, --threads and --iters make it shorter.")
     sp.add_argument("--models", help="comma-separated names or aliases (default: the whole zoo, 20 models)")
     sp.add_argument("--backends", default=",".join(DEFAULT_COMPARE_BACKENDS),
-                    help="comma-separated backends run on this machine, of %s (default: %%(default)s); they run "
-                         "with --device too, in the same report: give `none` to run the device alone"
-                         % ", ".join(BACKENDS))
+                    help="comma-separated backends run on this machine, of %s (default: %%(default)s); the peer "
+                         "runtimes %s need `pip install -c constraints-cpu.txt '.[peers]'` and the report then names "
+                         "the fastest peer per model; they run with --device too, in the same report: give `none` to "
+                         "run the device alone" % (", ".join(BACKENDS), ", ".join(PEER_BACKENDS)))
     sp.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                     help="intra-op thread counts, one cell each (default: 1 2)")
     sp.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes, one cell each (default: 1)")

@@ -9,6 +9,10 @@ import math
 from pathlib import Path
 
 from . import report
+from .benchmark import PEER_BACKENDS
+
+# The backend the best-peer table measures against its peers.
+NATIVE = "native"
 
 PLOT_FILES = {"latency_vs_macs": "latency_vs_macs.png", "top1_vs_latency": "top1_vs_latency.png",
               "op_breakdown": "op_breakdown.png"}
@@ -133,6 +137,61 @@ def ratio_table(records, settings: dict | None = None) -> str:
             + _md(rows, headers))
 
 
+def best_peers(records, peers=PEER_BACKENDS, native: str = NATIVE) -> list[dict]:
+    """Per batch, thread count and model: native's median, the fastest peer runtime with an ``ok`` record there
+    (ties go to the earlier name in ``peers``) and native / that peer. Empty when no peer was compared."""
+    idx = _index(records)
+    models, backends, threads, batches = _axes(records)
+    compared = [b for b in peers if b in backends]
+    if not compared:
+        return []
+    rows = []
+    for bs in batches:
+        for t in threads:
+            for m in models:
+                ok = [r for b in compared if (r := idx.get((m, b, t, bs))) is not None
+                      and r["status"] == "ok" and r.get("median_ms")]
+                best = min(ok, key=lambda r: r["median_ms"], default=None)
+                nat = idx.get((m, native, t, bs))
+                nat_ms = nat["median_ms"] if nat is not None and nat["status"] == "ok" else None
+                peer_ms = best["median_ms"] if best is not None else None
+                rows.append({"model": m, "threads": t, "batch": bs, "native_ms": nat_ms,
+                             "native_status": None if nat is None else nat["status"],
+                             "best_peer": None if best is None else best["backend"], "peer_ms": peer_ms,
+                             "native_over_peer": nat_ms / peer_ms if nat_ms and peer_ms else None,
+                             "peers_ok": len(ok), "peers_compared": len(compared)})
+    return rows
+
+
+def best_peer_table(records, peers=PEER_BACKENDS, native: str = NATIVE) -> str:
+    """Native against the fastest peer runtime per model and thread count, with the geometric mean of
+    native / peer per thread count (and batch); empty when no peer runtime was compared."""
+    rows = best_peers(records, peers, native)
+    if not rows:
+        return ""
+    several_batches = len({r["batch"] for r in rows}) > 1
+    headers = ["model", "threads", *(["batch"] if several_batches else []), f"{native} ms", "best peer",
+               "peer ms", f"{native} / peer", "peers timed"]
+    lines = []
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((r["batch"], r["threads"]), []).append(r)
+    for (bs, t), group in groups.items():
+        for r in group:
+            nat = (f"{r['native_ms']:.2f}" if r["native_ms"] is not None
+                   else (r["native_status"] or "-"))
+            ratio = r["native_over_peer"]
+            lines.append([r["model"], t, *([bs] if several_batches else []), nat, r["best_peer"] or "-",
+                          "-" if r["peer_ms"] is None else f"{r['peer_ms']:.2f}",
+                          "-" if ratio is None else f"{ratio:.2f}", f"{r['peers_ok']}/{r['peers_compared']}"])
+        geo = _geomean([r["native_over_peer"] for r in group])
+        lines.append(["**geomean**", t, *([bs] if several_batches else []), "", "", "",
+                      "-" if geo is None else f"**{geo:.2f}**", ""])
+    compared = [b for b in peers if any(r["backend"] == b for r in records)]
+    return (f"### {native} against the best peer runtime (fastest ok of {', '.join(compared)} per model and thread "
+            f"count; {native} / peer < 1 = {native} faster)\n\n" + _md(lines, headers))
+
+
 def ms_per_gmac_table(records) -> str:
     """Milliseconds per billion MACs: equal values mean latency tracks MACs; higher = each MAC costs more."""
     idx = _index(records)
@@ -197,6 +256,8 @@ def environment_lines(environment: dict, settings: dict | None = None, wall_s: f
         f"- libraries: {versions}",
         f"- date: {e.get('date', '?')}; command: `{e.get('command', '?')}`",
     ]
+    if e.get("backends"):
+        lines.append("- backends: " + "; ".join(f"{b}: {desc or '?'}" for b, desc in e["backends"].items()))
     d = e.get("device")
     if d:
         cores = f", {d['cores']} cores" if d.get("cores") else ""
@@ -265,7 +326,7 @@ def summary_markdown(result) -> str:
     """The tables ``ghostfast compare`` prints: latency with ratios, not-timed reasons, environment."""
     records = list(result)
     settings = getattr(result, "settings", {})
-    parts = [latency_tables(records, settings)] if records else ["(no records)"]
+    parts = [latency_tables(records, settings), best_peer_table(records)] if records else ["(no records)"]
     parts += [problems(records), HOW_TO_READ.replace("\n", " "),
               environment_lines(getattr(result, "environment", {}), settings, getattr(result, "wall_s", None))]
     if getattr(result, "interrupted", False):
@@ -292,8 +353,8 @@ def full_markdown(result, plots: dict[str, str] | None = None, breakdown: dict[s
         parts.append("**Interrupted (Ctrl-C): the tables hold what was measured before.**")
     parts.append(HOW_TO_READ)
     if records:
-        parts += [latency_tables(records, settings), ratio_table(records, settings), ms_per_gmac_table(records),
-                  checks_table(records)]
+        parts += [latency_tables(records, settings), ratio_table(records, settings), best_peer_table(records),
+                  ms_per_gmac_table(records), checks_table(records)]
     parts.append(problems(records))
     if "latency_vs_macs" in plots:
         parts.append(f"### Latency against MACs\n\n![latency vs MACs]({plots['latency_vs_macs']})")

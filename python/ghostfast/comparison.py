@@ -332,7 +332,9 @@ def compare(
                 "check": check, "tolerance": tolerance, "seed": seed, "unavailable": unavailable}
     environment = {**env.describe(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    "command": " ".join(sys.argv), "torch_threads_default": torch.get_num_threads(),
-                   "load_average_start": _load_average(), "load_average_end": None}
+                   "load_average_start": _load_average(), "load_average_end": None,
+                   # How each backend is set up (precision, threads), so a report says what was timed.
+                   "backends": {b: get_backend(b).description for b in backend_list}}
     dev = None
     if device is not None:
         from .device import open_device

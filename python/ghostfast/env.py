@@ -35,10 +35,15 @@ def _version(dist: str) -> str | None:
         return None
 
 
+# The distributions behind the peer backends (openvino, litert, ncnn, mnn), as pip names them.
+PEER_DISTRIBUTIONS = ("openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx", "mnn")
+
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and of the installed libraries that take part in a measurement."""
     out = {"python": platform.python_version()}
-    for dist in ("ghostfast", "torch", "numpy", "onnxruntime", "onnx", "nanobind"):
+    # The peer runtimes and their converters too: a peer's latency belongs to its version.
+    for dist in ("ghostfast", "torch", "numpy", "onnxruntime", "onnx", "nanobind", *PEER_DISTRIBUTIONS):
         v = _version(dist)
         if v is not None:
             out[dist] = v
