@@ -88,9 +88,10 @@ def convert(model: nn.Module, x: torch.Tensor, folder) -> dict:
     return {"tflite": out}
 
 
-def _thread_count() -> int | None:
+def _thread_ids() -> set[str] | None:
+    # Thread ids rather than a count: a thread of another library ending meanwhile must not hide a new worker.
     try:
-        return len(os.listdir("/proc/self/task"))
+        return set(os.listdir("/proc/self/task"))
     except OSError:  # not Linux
         return None
 
@@ -101,14 +102,14 @@ class LiteRtRunner(Runner):
     def __init__(self, model: nn.Module, x: torch.Tensor, threads: int | None) -> None:
         Interpreter = import_interpreter()
         files = _CACHE.get(model, x, lambda folder: convert(model, x, folder))
-        before = _thread_count()
+        before = _thread_ids()
         # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" from C++ once per process.
         with native_output():
             self.interpreter = Interpreter(model_path=str(files["tflite"]), num_threads=threads)
             self.interpreter.allocate_tensors()
-        after = _thread_count()
+        after = _thread_ids()
         # XNNPACK's pool starts T - 1 workers while tensors are allocated (the caller is the T-th thread).
-        self.pool_threads = None if before is None or after is None else after - before + 1
+        self.pool_threads = None if before is None or after is None else len(after - before) + 1
         self.threads = threads if threads is not None else 1  # LiteRT's default when num_threads is not given
         eff = self.effective()
         if eff["reduced_precision_tensors"]:
