@@ -125,8 +125,8 @@ class NcnnRunner(Runner):
 
 class Ncnn(Backend):
     name = NAME
-    description = ("ncnn from pnnx (fp16=0: fp32 weights), fp16/bf16 storage, packing and arithmetic off, "
-                   "opt.num_threads = threads")
+    description = ("ncnn from pnnx (fp16=0: fp32 weights), use_fp16_storage/packed/arithmetic and "
+                   "use_bf16_storage off, opt.num_threads = threads")
 
     def check_available(self) -> None:
         import_ncnn()
