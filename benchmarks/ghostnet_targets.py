@@ -20,10 +20,10 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
+from paired import batch_median
 from tabulate import tabulate
 
 import ghostfast
@@ -37,16 +37,6 @@ PEAK_N = 1024
 HALF_WIDTH = {"avx512": "avx2"}
 TARGET_RATIO = 0.70
 TARGET_PEAK = {1: 0.65, 2: 0.55}
-
-
-def batch_median(fn, runs: int) -> float:
-    fn()  # the other engine ran last: one untimed run first
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def mm_gflops(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, runs: int) -> float:

@@ -14,24 +14,14 @@ import argparse
 import csv
 import statistics
 import sys
-import time
 
 import numpy as np
+from paired import batch_median
 from tabulate import tabulate
 
 import ghostfast
 from ghostfast.comparison import reference_model
 from ghostfast.models import registry
-
-
-def batch_median(engine, x, runs: int) -> float:
-    engine.run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        engine.run(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def measure(name: str, threads: int, isa: str | None, rounds: int, runs: int) -> dict:
@@ -44,7 +34,7 @@ def measure(name: str, threads: int, isa: str | None, rounds: int, runs: int) ->
     ratios, t_meas, t_fixed = [], [], []
     for r in range(rounds):
         order = (measured, fixed) if r % 2 == 0 else (fixed, measured)
-        t = {id(e): batch_median(e, x, runs) for e in order}
+        t = {id(e): batch_median(lambda e=e: e.run(x), runs) for e in order}
         t_meas.append(t[id(measured)])
         t_fixed.append(t[id(fixed)])
         ratios.append(t[id(measured)] / t[id(fixed)])

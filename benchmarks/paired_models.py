@@ -12,21 +12,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
-
 import numpy as np
+from paired import batch_median
 
 import ghostfast
-
-
-def batch_median(engine, x, runs: int) -> float:
-    engine.run(x)  # the other engine ran last: one untimed run first
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        engine.run(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -47,7 +36,7 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         cur = [0.0, 0.0]
         for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-            cur[i] = batch_median(engines[i], inputs[i], args.runs)
+            cur[i] = batch_median(lambda: engines[i].run(inputs[i]), args.runs)
             medians[i].append(cur[i])
         ratios.append(cur[0] / cur[1])
     q = statistics.quantiles(ratios, n=4)
