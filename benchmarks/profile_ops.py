@@ -65,8 +65,8 @@ def main(argv=None) -> int:
             macs = 0
         us = r["mean_us"]
         gflops = 2 * macs / (us * 1e3) if us > 0 else 0.0
-        rows.append({"op": r["op"], "type": r["type"], "us": us, "MMAC": macs / 1e6, "GFLOP/s": gflops,
-                     "%": 100 * us / prof["total_us"]})
+        rows.append({"op": r["op"], "type": r["type"], "isa": r["isa"] or "", "us": us, "MMAC": macs / 1e6,
+                     "GFLOP/s": gflops, "%": 100 * us / prof["total_us"]})
     if args.peak:
         for row in rows:
             row["% peak"] = 100 * row["GFLOP/s"] / args.peak
@@ -85,7 +85,9 @@ def main(argv=None) -> int:
     print(tabulate(sorted(by_type.values(), key=lambda t: -t["us"]), headers="keys", tablefmt="github",
                    floatfmt=".2f"))
     total_macs = sum(r["MMAC"] for r in rows)
-    print(f"\n{args.model}, {args.threads} thread(s), {engine.isa}: {prof['total_us']:.0f} us per image in "
+    moved = sum(isa != engine.isa for isa in engine.op_isas)
+    print(f"\n{args.model}, {args.threads} thread(s), {engine.isa} ({moved} ops on a half-width table): "
+          f"{prof['total_us']:.0f} us per image in "
           f"{len(prog.ops)} ops, {total_macs:.1f} MMAC, {2e3 * total_macs / prof['total_us']:.1f} GFLOP/s overall")
     if args.csv:
         Path(args.csv).write_text(report.to_csv(rows))
