@@ -166,8 +166,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // Best time per call of each candidate over interleaved rounds (A B, B A, ...): slow phases of a shared machine
 // then hit both alike, and the minimum of several rounds discards the interrupted ones.
 void best_times(const std::function<void()>* fns, int count, double* best) {
-    constexpr int kRounds = 5;
-    constexpr double kRoundSeconds = 80e-6;
+    constexpr int kRounds = 7;
+    constexpr double kRoundSeconds = 100e-6;
     int reps = 1;
     for (int c = 0; c < count; ++c) {
         const auto t0 = std::chrono::steady_clock::now();
