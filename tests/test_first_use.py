@@ -186,9 +186,10 @@ def test_readme_says_what_the_main_job_takes_and_documents_isa():
     text = README.read_text()
     first_block = text.split("```bash", 1)[1].split("```", 1)[0]
     assert "a few minutes" not in first_block
-    assert "ghostfast compare --out ghostfast-report" in first_block and "minutes" in first_block
+    whole_field = "ghostfast compare --backends native,onnxruntime,openvino,litert,ncnn,mnn --out ghostfast-report"
+    assert whole_field in first_block and '".[peers,plot]"' in first_block and "minutes" in first_block
     assert all(opt in first_block for opt in ("--models", "--threads", "--iters"))
-    assert "16-20 minutes" in text
+    assert "9 min 34 s measured" in text and "16-20 minutes" in text
     assert "GHOSTFAST_ISA" in text and 'isa="avx2"' in text
     assert "(#native-tools-and-arm64)" in text and "\n## Native tools and ARM64\n" in text
     assert "BenchResult(ghostnet_100 on native" in text
