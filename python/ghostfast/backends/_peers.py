@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .base import BackendUnavailable
+from .base import Backend, BackendUnavailable, Runner
 from .onnx_export import fingerprint
 
 # Like onnxruntime's INSTALL_HINT: the extra first (with the CPU torch constraint of a checkout), then the bare packages.
@@ -151,3 +151,18 @@ def check_fp32_weights(backend: str, files: list[Path], model: nn.Module) -> flo
         raise ConversionError(f"{backend}: the converted model holds {per_weight:.2f} bytes per weight, so its "
                               f"weights are not fp32 (fp16 would be ~2)")
     return per_weight
+
+
+class PeerBackend(Backend):
+    """A peer runtime's backend: ``check`` imports the runtime (BackendUnavailable when it is missing) and
+    ``runner(model, x, threads)`` converts, checks the settings and binds the buffers."""
+
+    def __init__(self, name: str, description: str, runner: Callable[..., Runner], check: Callable[[], object]):
+        self.name, self.description = name, description
+        self._runner, self._check = runner, check
+
+    def check_available(self) -> None:
+        self._check()
+
+    def prepare(self, model: nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
+        return self._runner(model, x, threads)

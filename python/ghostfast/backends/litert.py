@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._peers import PEERS_EXTRA, ConversionCache, ConversionError, import_module, native_output
-from .base import Backend, BackendUnavailable, Runner, register_backend
+from ._peers import PeerBackend, PEERS_EXTRA, ConversionCache, ConversionError, import_module, native_output
+from .base import BackendUnavailable, Runner, register_backend
 
 NAME = "litert"
 PACKAGES = "litert-torch"
@@ -138,16 +138,6 @@ class LiteRtRunner(Runner):
         self._invoke = self.interpreter = None
 
 
-class LiteRt(Backend):
-    name = NAME
-    description = ("LiteRT interpreter, default XNNPACK delegate, fp32 .tflite from litert-torch "
-                   "(num_threads = threads)")
-
-    def check_available(self) -> None:
-        import_interpreter()
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
-        return LiteRtRunner(model, x, threads)
-
-
-register_backend(LiteRt())
+DESCRIPTION = ("LiteRT interpreter, default XNNPACK delegate, fp32 .tflite from litert-torch "
+               "(num_threads = threads)")
+register_backend(PeerBackend(NAME, DESCRIPTION, LiteRtRunner, import_interpreter))

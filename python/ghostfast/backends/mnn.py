@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._peers import (ConversionCache, ConversionError, check_fp32_weights, import_module, native_output,
+from ._peers import (PeerBackend, ConversionCache, ConversionError, check_fp32_weights, import_module, native_output,
                      require_onnx)
-from .base import Backend, Runner, register_backend
+from .base import Runner, register_backend
 from .onnx_export import export_onnx
 
 NAME = "mnn"
@@ -120,16 +120,6 @@ class MnnRunner(Runner):
         self._copy_in = self._run = self.input = self.host_in = self.host_out = self.session = self.interpreter = None
 
 
-class Mnn(Backend):
-    name = NAME
-    description = ("MNN CPU session from the ONNX export (converter core, fp32 weights), precision normal, "
-                   "numThread = threads")
-
-    def check_available(self) -> None:
-        import_mnn()
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
-        return MnnRunner(model, x, threads)
-
-
-register_backend(Mnn())
+DESCRIPTION = ("MNN CPU session from the ONNX export (converter core, fp32 weights), precision normal, "
+               "numThread = threads")
+register_backend(PeerBackend(NAME, DESCRIPTION, MnnRunner, import_mnn))

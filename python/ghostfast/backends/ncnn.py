@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._peers import ConversionCache, ConversionError, check_fp32_weights, import_module, require_onnx
-from .base import Backend, Runner, register_backend
+from ._peers import PeerBackend, ConversionCache, ConversionError, check_fp32_weights, import_module, require_onnx
+from .base import Runner, register_backend
 from .onnx_export import export_onnx
 
 NAME = "ncnn"
@@ -123,16 +123,6 @@ class NcnnRunner(Runner):
             self.net = None
 
 
-class Ncnn(Backend):
-    name = NAME
-    description = ("ncnn from pnnx (fp16=0: fp32 weights), use_fp16_storage/packed/arithmetic and "
-                   "use_bf16_storage off, opt.num_threads = threads")
-
-    def check_available(self) -> None:
-        import_ncnn()
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
-        return NcnnRunner(model, x, threads)
-
-
-register_backend(Ncnn())
+DESCRIPTION = ("ncnn from pnnx (fp16=0: fp32 weights), use_fp16_storage/packed/arithmetic and "
+               "use_bf16_storage off, opt.num_threads = threads")
+register_backend(PeerBackend(NAME, DESCRIPTION, NcnnRunner, import_ncnn))

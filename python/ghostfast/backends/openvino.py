@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._peers import ConversionCache, import_module, require_onnx
-from .base import Backend, Runner, register_backend
+from ._peers import PeerBackend, ConversionCache, import_module, require_onnx
+from .base import Runner, register_backend
 from .onnx_export import export_onnx
 
 NAME = "openvino"
@@ -102,16 +102,6 @@ class OpenVinoRunner(Runner):
         self._infer = self.request = self.compiled = None
 
 
-class OpenVino(Backend):
-    name = NAME
-    description = ("OpenVINO CPU on the ONNX export (INFERENCE_PRECISION_HINT f32, checked per node; "
-                   "INFERENCE_NUM_THREADS = threads, LATENCY hint, 1 stream)")
-
-    def check_available(self) -> None:
-        import_openvino()
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
-        return OpenVinoRunner(model, x, threads)
-
-
-register_backend(OpenVino())
+DESCRIPTION = ("OpenVINO CPU on the ONNX export (INFERENCE_PRECISION_HINT f32, checked per node; "
+               "INFERENCE_NUM_THREADS = threads, LATENCY hint, 1 stream)")
+register_backend(PeerBackend(NAME, DESCRIPTION, OpenVinoRunner, import_openvino))
