@@ -200,6 +200,8 @@ std::string decision_key(const ProgramSpec& p, const OpSpec& op, const KernelTab
 
 const KernelTable* faster_table(const ProgramSpec& p, const OpSpec& op, const KernelTable& main,
                                 const KernelTable& narrow) {
+    const Dims d = dims_of(p, op);
+    if (int64_t{d.in_h} * d.in_w * d.in_c + int64_t{d.out_h} * d.out_w * d.out_c > kMaxTrialFloats) return &main;
     static std::mutex mutex;
     static std::map<std::string, bool> narrow_wins;
     const std::string key = decision_key(p, op, main, narrow);

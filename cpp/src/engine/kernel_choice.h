@@ -22,5 +22,10 @@ bool op_has_table_choice(const OpSpec& op);
 const KernelTable* faster_table(const ProgramSpec& p, const OpSpec& op, const KernelTable& main,
                                 const KernelTable& narrow);
 constexpr double kNarrowMargin = 0.97;
+// Ops whose input and output planes together exceed this many floats (one image) are not timed and stay on the
+// main table: the synthetic planes would cost their size in memory and the timing that much longer, at sizes
+// (inputs well beyond 224 x 224) where the narrow layers' lane waste is no longer the bottleneck. Every op of the
+// zoo at 224 x 224 is below it (the largest, 112 x 112 x 96 plus its input, is about 1.4 M floats).
+constexpr int64_t kMaxTrialFloats = int64_t{4} << 20;
 
 }  // namespace ghostfast
