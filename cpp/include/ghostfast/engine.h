@@ -147,9 +147,9 @@ private:
     void validate();
     void check_memory() const;
     size_t packed_floats(const OpSpec& op, const KernelTable& k) const;
-    void choose_kernels(const std::vector<std::string>& op_isas);
+    std::vector<const KernelTable*> choose_kernels(const std::vector<std::string>& op_isas);
     void adopt_after_fork();
-    void pack_weights();
+    void pack_weights(const std::vector<const KernelTable*>& op_kernels);
     void plan_folds();
     void plan_streaming();
     void plan_arena();
@@ -171,7 +171,6 @@ private:
 
     ProgramSpec program_;
     const KernelTable* kernels_;
-    std::vector<const KernelTable*> op_kernels_;  // per op (choose_kernels)
     std::unique_ptr<ThreadPool> pool_;  // a pointer so that a forked child can replace it (adopt_after_fork)
     std::vector<std::unique_ptr<Prepared>> prepared_;
     std::vector<size_t> buffer_offset_;  // floats, per buffer

@@ -248,8 +248,7 @@ Engine::Engine(ProgramSpec program, int threads, const std::string& isa, const s
     plan_streaming();
     plan_arena();
     check_memory();
-    choose_kernels(op_isas);
-    pack_weights();
+    pack_weights(choose_kernels(op_isas));
     allocate();
     int64_t readers = 0;
     for (size_t i = 0; i < program_.ops.size(); ++i)
@@ -575,30 +574,31 @@ int32_t ghost_stream_slices(int32_t out_h, int threads) {
     return std::min({out_h / kStreamOutRows, kStreamSlicesPerThread * threads, kMaxGhostSlices});
 }
 
-// op_kernels_: see the constructor's op_isas.
-void Engine::choose_kernels(const std::vector<std::string>& op_isas) {
+// The table of each op: see the constructor's op_isas.
+std::vector<const KernelTable*> Engine::choose_kernels(const std::vector<std::string>& op_isas) {
     const std::vector<OpSpec>& ops = program_.ops;
-    op_kernels_.assign(ops.size(), kernels_);
+    std::vector<const KernelTable*> tables(ops.size(), kernels_);
     if (!op_isas.empty()) {
         if (op_isas.size() != ops.size())
             fail("op_isas has " + std::to_string(op_isas.size()) + " entries for " + std::to_string(ops.size()) + " ops");
         for (size_t i = 0; i < ops.size(); ++i)
-            if (!op_isas[i].empty()) op_kernels_[i] = checked_kernels(op_isas[i]);
-        return;
+            if (!op_isas[i].empty()) tables[i] = checked_kernels(op_isas[i]);
+        return tables;
     }
     const KernelTable* narrow = half_width_kernels(*kernels_);
     const char* choice = std::getenv("GHOSTFAST_KERNEL_CHOICE");
-    if (!narrow || (choice && std::strcmp(choice, "fixed") == 0)) return;
+    if (!narrow || (choice && std::strcmp(choice, "fixed") == 0)) return tables;
     for (size_t i = 0; i < ops.size(); ++i)
-        if (op_has_table_choice(ops[i])) op_kernels_[i] = faster_table(program_, ops[i], *kernels_, *narrow);
+        if (op_has_table_choice(ops[i])) tables[i] = faster_table(program_, ops[i], *kernels_, *narrow);
+    return tables;
 }
 
 const char* Engine::op_isa(size_t i) const {
-    if (i >= op_kernels_.size()) fail("op index " + std::to_string(i) + " out of range");
-    return op_kernels_[i]->isa;
+    if (i >= prepared_.size()) fail("op index " + std::to_string(i) + " out of range");
+    return prepared_[i]->kernels->isa;
 }
 
-void Engine::pack_weights() {
+void Engine::pack_weights(const std::vector<const KernelTable*>& op_kernels) {
     const ProgramSpec& p = program_;
     prepared_.clear();
     packed_floats_ = 0;
@@ -625,7 +625,7 @@ void Engine::pack_weights() {
         const OpSpec& op = p.ops[i];
         auto prep = std::make_unique<Prepared>();
         prep->type = static_cast<OpType>(op.type);
-        prep->kernels = kt = op_kernels_[i];
+        prep->kernels = kt = op_kernels[i];
         const int32_t in_c = p.values[op.inputs[0]].c;
         const int32_t out_c = p.values[op.output].c;
         switch (prep->type) {

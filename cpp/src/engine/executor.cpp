@@ -101,7 +101,7 @@ std::vector<OpTiming> Engine::profile_ops(const float* input, int32_t n, int32_t
         std::string name = ops[i].name;
         if (streams_[i]) name += " + " + ops[i + 1].name;
         result.push_back({name, op_type_name(static_cast<OpType>(ops[i].type)), total[i + 1] / div,
-                          op_has_table_choice(ops[i]) ? op_kernels_[i]->isa : ""});
+                          op_has_table_choice(ops[i]) ? prepared_[i]->kernels->isa : ""});
     }
     result.push_back({"(output copy)", "layout", total.back() / div});
     return result;

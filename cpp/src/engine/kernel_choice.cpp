@@ -59,7 +59,7 @@ Dims dims_of(const ProgramSpec& p, const OpSpec& op) {
 // packs synthetic weights for a table and returns the call to time.
 class Trial {
 public:
-    Trial(const ProgramSpec& p, const OpSpec& op) : op_(op), d_(dims_of(p, op)) {
+    Trial(const ProgramSpec& p, const OpSpec& op, const Dims& d) : op_(op), d_(d) {
         const bool se = static_cast<OpType>(op.type) == OpType::kSqueezeExcite;
         in_ = synthetic(static_cast<size_t>(d_.in_h) * d_.in_w * d_.in_c + 64, 1);
         out_.assign(static_cast<size_t>(d_.out_h) * d_.out_w * d_.out_c + 64, 0.0f);
@@ -185,8 +185,8 @@ void best_times(const std::function<void()>* fns, int count, double* best) {
         }
 }
 
-std::string decision_key(const ProgramSpec& p, const OpSpec& op, const KernelTable& main, const KernelTable& narrow) {
-    const Dims d = dims_of(p, op);
+std::string decision_key(const ProgramSpec& p, const OpSpec& op, const Dims& d, const KernelTable& main,
+                         const KernelTable& narrow) {
     std::string key = std::string(main.isa) + "/" + narrow.isa + ":" + std::to_string(op.type);
     for (int32_t v : {d.in_c, d.in_h, d.in_w, d.out_c, d.out_h, d.out_w}) key += "," + std::to_string(v);
     key += "|";
@@ -204,13 +204,13 @@ const KernelTable* faster_table(const ProgramSpec& p, const OpSpec& op, const Ke
     if (int64_t{d.in_h} * d.in_w * d.in_c + int64_t{d.out_h} * d.out_w * d.out_c > kMaxTrialFloats) return &main;
     static std::mutex mutex;
     static std::map<std::string, bool> narrow_wins;
-    const std::string key = decision_key(p, op, main, narrow);
+    const std::string key = decision_key(p, op, d, main, narrow);
     {
         std::lock_guard<std::mutex> lock(mutex);
         const auto it = narrow_wins.find(key);
         if (it != narrow_wins.end()) return it->second ? &narrow : &main;
     }
-    Trial trial(p, op);
+    Trial trial(p, op, d);
     const std::function<void()> fns[2] = {trial.prepare(main), trial.prepare(narrow)};
     double best[2];
     best_times(fns, 2, best);

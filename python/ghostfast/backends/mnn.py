@@ -8,8 +8,8 @@ each. The session runs on the CPU backend with ``precision: normal`` (fp32 on x8
 requested threads, read back with ``getSessionInfo``.
 
 An iteration copies the input into the session's input tensor and runs the session: MNN's memory plan reuses
-the input tensor's memory for intermediate results, so after one run it no longer holds the input (a second run
-without the copy gave outputs 2e-4 off). The host tensor the copy reads is made once.
+the input tensor's memory for intermediate results, so after one run it no longer holds the input. The host
+tensor the copy reads is made once.
 """
 from __future__ import annotations
 
